@@ -1,0 +1,42 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "wanfs",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "wan", targets: ["wan"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C interop: module maps over system libraries, plus static inline shims
+        // for what Swift cannot call directly (variadic functions, macros).
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "WanCore", dependencies: [
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        .target(name: "WanSystem", dependencies: ["WanCore", "COpenSSL"]),
+        .target(name: "WanSources", dependencies: ["WanCore", "WanSystem", "CCurl"]),
+        .target(name: "WanCache", dependencies: ["WanCore", "WanSystem"]),
+        .target(name: "WanFS", dependencies: ["WanCore", "WanCache", "CFuse"]),
+        .executableTarget(name: "wan", dependencies: [
+            "WanCore", "WanSystem", "WanSources", "WanCache", "WanFS",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "WanCoreTests", dependencies: ["WanCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "WanSystemTests", dependencies: ["WanSystem"]),
+        .testTarget(name: "WanSourcesTests", dependencies: ["WanSources"]),
+        .testTarget(name: "WanCacheTests", dependencies: ["WanCache"]),
+        .testTarget(name: "WanFSTests", dependencies: ["WanFS"]),
+        .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore"]),
+    ]
+)

@@ -1,0 +1,104 @@
+import Foundation
+
+/// Where a model (or one file) stands in the cache (seed 000's state values).
+public enum ModelState: String, Sendable, Codable, CaseIterable {
+    /// Nothing of it is on disk.
+    case notPresent = "NOT_PRESENT"
+    /// Some bytes are on disk, not all.
+    case partial = "PARTIAL"
+    /// All bytes are on disk and the whole-file check is running.
+    case verifying = "VERIFYING"
+    /// Every required file is on disk and verified.
+    case complete = "COMPLETE"
+    /// Bytes on disk failed verification.
+    case corrupt = "CORRUPT"
+}
+
+/// The state of one file of a model.
+public struct FileStatus: Sendable, Equatable, Codable {
+    public let path: String
+    public let size: Int64
+    public let sha256: String
+    public let optional: Bool
+    public let state: ModelState
+    public let bytesPresent: Int64
+
+    public init(path: String, size: Int64, sha256: String, optional: Bool, state: ModelState, bytesPresent: Int64) {
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.optional = optional
+        self.state = state
+        self.bytesPresent = bytesPresent
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, size, sha256, optional, state
+        case bytesPresent = "bytes_present"
+    }
+}
+
+/// The state of one model variant (seed 000's `ModelStatus`, with byte counts).
+public struct ModelStatus: Sendable, Equatable, Codable {
+    public let modelID: String
+    public let variant: String?
+    public let state: ModelState
+    public let bytesTotal: Int64
+    public let bytesPresent: Int64
+    /// Bytes still to fetch for the required files.
+    public let bytesNeeded: Int64
+    /// Required files that are not complete.
+    public let missingFiles: [String]
+    public let lastVerified: Date?
+    public let files: [FileStatus]
+
+    public init(modelID: String, variant: String?, state: ModelState, bytesTotal: Int64, bytesPresent: Int64,
+                bytesNeeded: Int64, missingFiles: [String], lastVerified: Date?, files: [FileStatus]) {
+        self.modelID = modelID
+        self.variant = variant
+        self.state = state
+        self.bytesTotal = bytesTotal
+        self.bytesPresent = bytesPresent
+        self.bytesNeeded = bytesNeeded
+        self.missingFiles = missingFiles
+        self.lastVerified = lastVerified
+        self.files = files
+    }
+
+    /// Combines file states into a model state: any CORRUPT file makes the model CORRUPT,
+    /// then VERIFYING, then COMPLETE when every required file is; NOT_PRESENT when no byte
+    /// is on disk; PARTIAL otherwise.
+    public static func combine(_ files: [FileStatus]) -> ModelState {
+        let required = files.filter { !$0.optional }
+        if files.contains(where: { $0.state == .corrupt }) { return .corrupt }
+        if required.allSatisfy({ $0.state == .complete }) { return .complete }
+        if files.contains(where: { $0.state == .verifying }) { return .verifying }
+        if files.allSatisfy({ $0.bytesPresent == 0 && $0.state != .complete }) { return .notPresent }
+        return .partial
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case modelID = "model_id"
+        case variant, state
+        case bytesTotal = "bytes_total"
+        case bytesPresent = "bytes_present"
+        case bytesNeeded = "bytes_needed"
+        case missingFiles = "missing_files"
+        case lastVerified = "last_verified"
+        case files
+    }
+
+    /// Encodes `variant` and `last_verified` as explicit nulls, and `files` only when non-empty.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelID, forKey: .modelID)
+        try c.encode(variant, forKey: .variant)
+        try c.encode(state, forKey: .state)
+        try c.encode(bytesTotal, forKey: .bytesTotal)
+        try c.encode(bytesPresent, forKey: .bytesPresent)
+        try c.encode(bytesNeeded, forKey: .bytesNeeded)
+        try c.encode(missingFiles, forKey: .missingFiles)
+        try c.encode(lastVerified, forKey: .lastVerified)
+        if !files.isEmpty { try c.encode(files, forKey: .files) }
+    }
+}

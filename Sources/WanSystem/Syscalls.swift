@@ -1,0 +1,114 @@
+import Glibc
+import Synchronization
+
+// Every raw POSIX call of the project goes through this file (the swift-system pattern):
+// `-1` becomes a typed `SystemError`, EINTR is retried, and tests can force an errno for
+// any named operation through `FaultInjection`.
+
+/// Test hook: forces the next calls of an operation to fail with an errno.
+enum FaultInjection {
+    private static let forced = Mutex<[String: (errno: Int32, remaining: Int)]>([:])
+
+    /// Makes the next `count` calls of `operation` (e.g. "pwrite") fail with `errno`.
+    static func force(_ operation: String, errno: Int32, count: Int = 1) {
+        forced.withLock { $0[operation] = (errno, count) }
+    }
+
+    static func reset() { forced.withLock { $0.removeAll() } }
+
+    static func take(_ operation: String) -> Int32? {
+        forced.withLock { table -> Int32? in
+            guard let entry = table[operation] else { return nil }
+            table[operation] = entry.remaining > 1 ? (entry.errno, entry.remaining - 1) : nil
+            return entry.errno
+        }
+    }
+}
+
+/// Runs a system call that returns -1 and sets errno on failure, retrying on EINTR.
+@inline(__always)
+func syscall<T: FixedWidthInteger>(_ operation: String, path: String? = nil, _ body: () -> T) throws(SystemError) -> T {
+    while true {
+        if let forced = FaultInjection.take(operation) {
+            throw SystemError(errno: forced, operation: operation, path: path)
+        }
+        let result = body()
+        if result != -1 { return result }
+        let code = errno
+        if code == EINTR { continue }
+        throw SystemError(errno: code, operation: operation, path: path)
+    }
+}
+
+enum Sys {
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t) throws(SystemError) -> Int32 {
+        try syscall("open", path: path) { Glibc.open(path, flags, mode) }
+    }
+
+    static func close(_ fd: Int32) {
+        // close is not retried on EINTR: on Linux the descriptor is released either way.
+        _ = Glibc.close(fd)
+    }
+
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) throws(SystemError) -> Int {
+        try syscall("pread") { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int64) throws(SystemError) -> Int {
+        try syscall("pwrite") { Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    static func fsync(_ fd: Int32) throws(SystemError) {
+        _ = try syscall("fsync") { Glibc.fsync(fd) }
+    }
+
+    static func ftruncate(_ fd: Int32, _ length: Int64) throws(SystemError) {
+        _ = try syscall("ftruncate") { Glibc.ftruncate(fd, off_t(length)) }
+    }
+
+    static func fileStatus(_ fd: Int32) throws(SystemError) -> stat {
+        var info = stat()
+        _ = try syscall("fstat") { fstat(fd, &info) }
+        return info
+    }
+
+    static func pathStatus(_ path: String, followSymlinks: Bool) throws(SystemError) -> stat {
+        var info = stat()
+        if followSymlinks {
+            _ = try syscall("stat", path: path) { stat(path, &info) }
+        } else {
+            _ = try syscall("lstat", path: path) { lstat(path, &info) }
+        }
+        return info
+    }
+
+    static func filesystemStatus(_ path: String) throws(SystemError) -> statvfs {
+        var info = statvfs()
+        _ = try syscall("statvfs", path: path) { statvfs(path, &info) }
+        return info
+    }
+
+    static func lock(_ fd: Int32, _ operation: Int32) throws(SystemError) {
+        _ = try syscall("flock") { flock(fd, operation) }
+    }
+
+    static func rename(_ from: String, _ to: String) throws(SystemError) {
+        _ = try syscall("rename", path: "\(from) -> \(to)") { Glibc.rename(from, to) }
+    }
+
+    static func link(_ from: String, _ to: String) throws(SystemError) {
+        _ = try syscall("link", path: "\(from) -> \(to)") { Glibc.link(from, to) }
+    }
+
+    static func unlink(_ path: String) throws(SystemError) {
+        _ = try syscall("unlink", path: path) { Glibc.unlink(path) }
+    }
+
+    static func mkdir(_ path: String, _ mode: mode_t) throws(SystemError) {
+        _ = try syscall("mkdir", path: path) { Glibc.mkdir(path, mode) }
+    }
+
+    static func access(_ path: String, _ mode: Int32) -> Bool {
+        Glibc.access(path, mode) == 0
+    }
+}
