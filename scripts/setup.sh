@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what wanfs needs on a fresh Debian 12 machine (idempotent), then builds.
+#   apt: libfuse3-dev libcurl4-openssl-dev libssl-dev fuse3 pkg-config (+ test servers)
+#   pip: the Python packages the tests and the demo use
+# Usage: scripts/setup.sh [--tests]   (--tests also installs the test-only servers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=0
+[[ "${1:-}" == "--tests" ]] && want_tests=1
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=(libfuse3-dev libcurl4-openssl-dev libssl-dev fuse3 pkg-config python3-pip)
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: apt-get install ${missing[*]}" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+pip_packages=(numpy)
+if ((want_tests)); then pip_packages+=(pytest); fi
+python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root'" >&2 || true
+
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)" >&2; exit 1; }
+echo "setup: swift build" >&2
+swift build ${WAN_BUILD_FLAGS:-} 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" >&2 || true
+swift build ${WAN_BUILD_FLAGS:-} >/dev/null   # fails the script if the build failed
