@@ -170,3 +170,16 @@ public enum FileSystem {
     /// Whether the process may access `path` with `mode` (R_OK, W_OK, X_OK).
     public static func isAccessible(_ path: String, mode: Int32) -> Bool { Sys.access(path, mode) }
 }
+
+extension FileSystem {
+    /// The canonical absolute path with every symlink resolved; nil when it does not exist.
+    public static func realPath(_ path: String) throws(SystemError) -> String? {
+        guard let resolved = Glibc.realpath(path, nil) else {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { return nil }
+            throw SystemError(errno: code, operation: "realpath", path: path)
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

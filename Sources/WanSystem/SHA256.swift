@@ -3,6 +3,7 @@ import COpenSSL
 /// A sha256 digest.
 public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
+    public init(bytes: [UInt8]) { self.bytes = bytes }
     /// Lower-case hex, as the manifest writes it.
     public var hex: String {
         let digits = Array("0123456789abcdef".utf8)
