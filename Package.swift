@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // C interop: module maps over system libraries, plus static inline shims
@@ -24,7 +25,10 @@ let package = Package(
         ]),
         .target(name: "WanSystem", dependencies: ["WanCore", "COpenSSL"]),
         .target(name: "WanSources", dependencies: ["WanCore", "WanSystem", "CCurl"]),
-        .target(name: "WanCache", dependencies: ["WanCore", "WanSystem"]),
+        .target(name: "WanCache", dependencies: [
+            "WanCore", "WanSystem", "WanSources",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .target(name: "WanFS", dependencies: ["WanCore", "WanCache", "CFuse"]),
         .executableTarget(name: "wan", dependencies: [
             "WanCore", "WanSystem", "WanSources", "WanCache", "WanFS",
@@ -32,10 +36,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Shared by the test targets: the local test servers, scratch folders, small helpers.
+        .target(name: "WanTestSupport", dependencies: ["WanCore", "WanSystem"], path: "Tests/WanTestSupport"),
         .testTarget(name: "WanCoreTests", dependencies: ["WanCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WanSystemTests", dependencies: ["WanSystem"]),
-        .testTarget(name: "WanSourcesTests", dependencies: ["WanSources"]),
-        .testTarget(name: "WanCacheTests", dependencies: ["WanCache"]),
+        .testTarget(name: "WanSourcesTests", dependencies: ["WanSources", "WanTestSupport"]),
+        .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport"]),
         .testTarget(name: "WanFSTests", dependencies: ["WanFS"]),
         .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore"]),
     ]

@@ -11,7 +11,7 @@ want_tests=0
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-apt_packages=(libfuse3-dev libcurl4-openssl-dev libssl-dev fuse3 pkg-config python3-pip)
+apt_packages=(libfuse3-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libxml2-dev fuse3 pkg-config python3-pip)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

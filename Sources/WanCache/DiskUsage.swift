@@ -89,7 +89,8 @@ public struct DiskUsage: Sendable, Codable, Equatable {
                          partialBytes: partial, totalBytes: allocated.values.reduce(0, +), filesystem: space)
     }
 
-    private static func subdirectories(of path: String) -> [String] {
+    /// Names of the directories directly under `path` (symlinks excluded), sorted.
+    static func subdirectories(of path: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         return names.filter { (try? FileSystem.info(path + "/" + $0, followSymlinks: false))??.kind == .directory }.sorted()
     }

@@ -159,8 +159,13 @@ public struct ModelSpec: Hashable, Sendable, Codable {
 
     /// This spec narrowed to `variant` (which must be one of `variants`, or nil when there are none).
     public func narrowed(to variant: String?) -> ModelSpec {
+        with(variant: variant, files: files.filter { $0.belongs(to: variant) })
+    }
+
+    /// The same model with another selected variant and file list.
+    public func with(variant: String?, files: [FileSpec]) -> ModelSpec {
         ModelSpec(modelID: modelID, version: version, description: description, variants: variants,
-                  defaultVariant: defaultVariant, variant: variant, files: files.filter { $0.belongs(to: variant) },
+                  defaultVariant: defaultVariant, variant: variant, files: files,
                   sources: sources, allowPatterns: allowPatterns, resolutionCaps: resolutionCaps,
                   optionalComponents: optionalComponents, loraRequired: loraRequired,
                   vramEstimation: vramEstimation, defaults: defaults, extra: extra)

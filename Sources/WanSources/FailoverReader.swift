@@ -23,15 +23,17 @@ public struct FailoverReader: Sendable {
 
     /// Writes `range` of `file` into `sink`; returns the source that served it.
     ///
+    /// - Parameter excluding: sources (display names) not to use, e.g. ones that served corrupt bytes.
     /// - Parameter verify: runs after a source delivered the range; throwing a
     ///   `SourceError` (kind `.corrupt`) rejects those bytes and moves on to the next source.
     /// - Throws: `SourceError` for cancellation and local write failures (no other source
     ///   would do better), ``AllSourcesFailedError`` otherwise.
     @discardableResult
     public func read(_ file: FileSpec, range: Range<Int64>, into sink: any ByteSink, cancel: CancellationToken = .none,
+                     excluding excluded: Set<String> = [],
                      verify: ((any StorageBackend) throws -> Void)? = nil) throws -> any StorageBackend {
         var failures: [SourceError] = []
-        for backend in order {
+        for backend in order where !excluded.contains(backend.displayName) {
             do {
                 try backend.read(file.path, range: range, fileSize: file.size, into: sink, cancel: cancel)
                 try verify?(backend)

@@ -43,6 +43,16 @@ public struct FileDescriptor: Sendable, Hashable {
         return done
     }
 
+    /// Reads up to `count` bytes at `offset` into a new array (shorter at end of file).
+    public func read(count: Int, at offset: Int64) throws(SystemError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let result = bytes.withUnsafeMutableBytes { buffer -> Result<Int, SystemError> in
+            do throws(SystemError) { return .success(try read(into: buffer, at: offset)) } catch { return .failure(error) }
+        }
+        bytes.removeSubrange(try result.get()...)
+        return bytes
+    }
+
     /// Writes all of `buffer` at `offset`.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws(SystemError) {
         var done = 0
@@ -61,6 +71,11 @@ public struct FileDescriptor: Sendable, Hashable {
     }
 
     public func sync() throws(SystemError) { try Sys.fsync(rawValue) }
+
+    /// fdatasync: the data (and the size), without other metadata.
+    public func syncData() throws(SystemError) { try Sys.fdatasync(rawValue) }
+
+    public func setPermissions(_ mode: mode_t) throws(SystemError) { try Sys.fchmod(rawValue, mode) }
 
     public func truncate(to length: Int64) throws(SystemError) { try Sys.ftruncate(rawValue, length) }
 

@@ -62,6 +62,14 @@ enum Sys {
         _ = try syscall("fsync") { Glibc.fsync(fd) }
     }
 
+    static func fdatasync(_ fd: Int32) throws(SystemError) {
+        _ = try syscall("fdatasync") { Glibc.fdatasync(fd) }
+    }
+
+    static func fchmod(_ fd: Int32, _ mode: mode_t) throws(SystemError) {
+        _ = try syscall("fchmod") { Glibc.fchmod(fd, mode) }
+    }
+
     static func ftruncate(_ fd: Int32, _ length: Int64) throws(SystemError) {
         _ = try syscall("ftruncate") { Glibc.ftruncate(fd, off_t(length)) }
     }

@@ -25,10 +25,10 @@ struct Status: WanCommand {
 
     func execute(_ output: Output) async throws {
         let context = try CommandContext(global, output: output)
-        let inspector = CacheInspector(resolver: try context.config.resolver())
+        let engine = try context.engine()
         var statuses: [ModelStatus] = []
         for spec in try context.specs(model: model, variant: variant) {
-            let status = try inspector.status(of: spec)
+            let status = try engine.status(spec)
             statuses.append(verbose ? status : status.withoutFiles)
         }
         if global.json {

@@ -1,16 +1,14 @@
 import ArgumentParser
-import WanCore
 
-/// `wan models unpin`: not built yet; it exits 2 with NOT_IMPLEMENTED, never a fake success.
+/// `wan models unpin`: the reverse of `pin`.
 struct Unpin: WanCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "unpin",
-        abstract: "Allow a pinned model to be garbage collected again (not implemented yet)")
+    static let configuration = CommandConfiguration(abstract: "Allow a pinned model to be garbage collected again.")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(parsing: .allUnrecognized, help: .hidden) var rest: [String] = []
+    @Argument(help: "The model (name@version, optionally #variant).") var model: String
+    @Option(help: "The variant (default: the model's default variant).") var variant: String?
 
     func execute(_ output: Output) async throws {
-        throw OrchestratorError.notImplemented("wan models unpin")
+        try PinChange.apply(false, model: model, variant: variant, prefetch: false, global: global, output: output)
     }
 }

@@ -1,16 +1,68 @@
 import ArgumentParser
+import Foundation
+import WanCache
 import WanCore
+import WanSystem
 
-/// `wan models verify`: not built yet; it exits 2 with NOT_IMPLEMENTED, never a fake success.
+/// `wan models verify`: re-hash what is on disk.
 struct Verify: WanCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify",
-        abstract: "Re-hash downloaded models and report damaged files (not implemented yet)")
+        abstract: "Re-hash downloaded models and report damaged or missing files.",
+        discussion: "With --fix, damaged files are removed (every link to them) and downloaded again. Exits 1 if any model is not intact.")
 
     @OptionGroup var global: GlobalOptions
-    @Argument(parsing: .allUnrecognized, help: .hidden) var rest: [String] = []
+
+    @Option(help: ArgumentHelp("Verify only this model.", valueName: "id"))
+    var model: String?
+
+    @Flag(help: "Verify every model of the manifest.")
+    var all = false
+
+    @Option(help: "The variant (default: each model's default variant).")
+    var variant: String?
+
+    @Flag(help: "Re-download damaged files.")
+    var fix = false
+
+    func validate() throws {
+        guard (model == nil) != !all else { throw ValidationError("give exactly one of --model ID or --all") }
+    }
+
+    struct Outcome: Encodable {
+        let modelID: String
+        let variant: String?
+        let result: VerificationResult
+        let fixed: Bool
+        let error: ErrorReport?
+        enum CodingKeys: String, CodingKey { case modelID = "model_id", variant, result, fixed, error }
+    }
 
     func execute(_ output: Output) async throws {
-        throw OrchestratorError.notImplemented("wan models verify")
+        let context = try CommandContext(global, output: output)
+        let engine = try context.engine()
+        var outcomes: [Outcome] = []
+        for spec in try context.specs(model: model, variant: variant) {
+            let key = engine.modelKey(spec)
+            do {
+                var result = try await Blocking.run { try engine.verify(spec) }
+                var fixed = false
+                if fix && !result.verified {
+                    try engine.quarantine(spec, files: result.failedFiles)
+                    try await Blocking.run { _ = try engine.ensure(spec) }
+                    result = try await Blocking.run { try engine.verify(spec) }
+                    fixed = result.verified
+                }
+                output.say("\(key): \(result.verified ? "OK" : "DAMAGED") (\(result.verifiedFiles.count) verified, \(result.failedFiles.count) failed, \(result.missingFiles.count) missing)\(fixed ? ", fixed" : "")")
+                for line in result.errors { output.say("  \(line)") }
+                outcomes.append(Outcome(modelID: spec.modelID, variant: spec.variant, result: result, fixed: fixed, error: nil))
+            } catch {
+                let report = ErrorReport(error)
+                output.say("\(key): FAILED [\(report.code)] \(report.message)")
+                outcomes.append(Outcome(modelID: spec.modelID, variant: spec.variant, result: VerificationResult(), fixed: false, error: report))
+            }
+        }
+        let ok = outcomes.allSatisfy { $0.result.verified }
+        if global.json { try output.emit(Results(ok: ok, results: outcomes)) }
+        if !ok { throw ExitCode(1) }
     }
 }

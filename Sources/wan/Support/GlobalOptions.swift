@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WanCache
 import WanCore
 
 /// Options every `wan models` command takes.
@@ -51,6 +52,11 @@ struct CommandContext {
         config = try global.loadConfig()
         output.secrets = config.credentials.secretValues
         registry = try ModelRegistry(manifestPath: config.manifestPath)
+    }
+
+    /// The cache engine over MODELS_ROOT (needs MODELS_ROOT).
+    func engine() throws -> CacheEngine {
+        try CacheEngine(config: config, registry: registry)
     }
 
     /// The specs a command selected: one model (`ID` or `ID#variant`, or `--variant`), or every

@@ -1,0 +1,563 @@
+import Foundation
+import WanCore
+import WanSources
+import WanSystem
+
+/// How reads of a file without chunk digests are verified (the mount's `verify=` option).
+public enum VerifyMode: String, Sendable, CaseIterable {
+    /// Serve bytes as they land; verify the whole file when it is complete.
+    case lazy
+    /// Serve nothing until the whole file has verified.
+    case strict
+}
+
+/// Fetches one file's content (one sha256) into the cache and tells readers when the bytes
+/// they need are there. One instance per content per process: every reader, the mount's
+/// readahead and `ensure` share it, so each byte is fetched once.
+///
+/// The file is split into blocks (the manifest's chunks when it has chunk digests, else
+/// ``CacheEngine/Settings/blockSize``). Missing blocks are fetched by jobs on the shared
+/// ``FetchScheduler`` (runs of blocks, one range request each), written into a sparse
+/// partial file in `.tmp/`, and recorded in its ``RangeMapLog`` once synced. With chunk
+/// digests each block is verified before it counts as present (bad bytes fail over to the
+/// next source). The whole file is hashed as its contiguous prefix grows; on a match it is
+/// moved into `.blobs/`, on a mismatch it is quarantined and fetched again from the
+/// sources that did not serve it.
+///
+/// Across processes, one process at a time owns the fetch (an exclusive file lock);
+/// others follow its progress through the range map until they can take over.
+public final class FileFetcher: @unchecked Sendable {
+    public enum Phase: String, Sendable {
+        case partial, verifying, complete, corrupt
+    }
+
+    /// What a reader can be told about the file right now.
+    public struct Snapshot: Sendable {
+        public let phase: Phase
+        public let bytesPresent: Int64
+        public let size: Int64
+        public let inFlightBlocks: Int
+        public let generation: Int
+        public let lastSource: String?
+        public let error: String?
+    }
+
+    /// The content: size, sha256, chunk digests. `path` is where the sources have it.
+    public let content: FileSpec
+    /// The model (directory name) that asked first, for the download history.
+    public let model: String
+    public let blockSize: Int64
+    let jobBlocks: Int
+    let reader: FailoverReader
+    let settings: CacheEngine.Settings
+    let resolver: ModelResolver
+    let locks: LockManager
+    let state: StateStore?
+    let scheduler: FetchScheduler
+
+    var partialPath: String { resolver.tmpDir + "/" + content.sha256 + ".part" }
+    var mapPath: String { resolver.tmpDir + "/" + content.sha256 + ".map" }
+    var blobPath: String { resolver.blobPath(sha256: content.sha256) }
+    var blockCount: Int { content.size == 0 ? 0 : Int((content.size + blockSize - 1) / blockSize) }
+
+    private let condition = NSCondition()
+    // Guarded by `condition`:
+    private var present = RangeSet()
+    private var inFlight = Set<Int>()
+    private var blockErrors: [Int: (error: any Error, at: Date)] = [:]
+    private var phase: Phase = .partial
+    private var terminalError: (any CodedError)?
+    private var generation = 0
+    private var waiters = 0
+    private var ownership: LockManager.Lock?
+    private var data: OpenFile?
+    private var log: RangeMapLog?
+    private var excluded = Set<String>()
+    private var servedBy = Set<String>()
+    private var lastSource: String?
+    private var pending: [Range<Int64>] = []
+    private var pendingBytes: Int64 = 0
+    private var lastPersist = Date()
+    private var hashing = false
+    private var hashPending = false
+    private var fetchedBytes: Int64 = 0
+    private var fetchStarted: Date?
+    // Touched only by the thread that holds `hashing`:
+    private var hasher = SHA256Hasher()
+    private var hashedUpTo: Int64 = 0
+    private let persistLock = NSLock()
+
+    init(content: FileSpec, model: String, reader: FailoverReader, settings: CacheEngine.Settings, resolver: ModelResolver,
+         locks: LockManager, state: StateStore?, scheduler: FetchScheduler) {
+        self.content = content
+        self.model = model
+        self.reader = reader
+        self.settings = settings
+        self.resolver = resolver
+        self.locks = locks
+        self.state = state
+        self.scheduler = scheduler
+        if let chunkSize = content.chunkSize, content.chunks != nil {
+            blockSize = chunkSize
+        } else {
+            blockSize = settings.blockSize
+        }
+        jobBlocks = max(1, Int(settings.jobSize / blockSize))
+        condition.lock()
+        refreshFromDisk()
+        condition.unlock()
+    }
+
+    // MARK: - What readers call
+
+    public var snapshot: Snapshot {
+        condition.lock()
+        defer { condition.unlock() }
+        return Snapshot(phase: phase, bytesPresent: phase == .complete ? content.size : present.count, size: content.size,
+                        inFlightBlocks: inFlight.count, generation: generation, lastSource: lastSource,
+                        error: terminalError.map { "\($0)" })
+    }
+
+    /// Blocks until `range` can be served (fetched, and verified as the mode requires),
+    /// fetching what is missing at `priority`.
+    ///
+    /// - Throws: the source error when a needed fetch failed after retries and failover,
+    ///   ``OrchestratorError/checksumMismatch(path:expected:actual:)`` when no source has good
+    ///   bytes, a `.timeout` `SourceError` past `timeout` seconds, `.cancelled` on cancel.
+    public func require(_ range: Range<Int64>, priority: FetchPriority, timeout: Double, cancel: CancellationToken = .none) throws {
+        let wanted = range.clamped(to: 0..<content.size)
+        guard !wanted.isEmpty else { return }
+        let strict = settings.verifyMode == .strict && content.chunks == nil
+        try wait(timeout: timeout, cancel: cancel, scheduleRange: strict ? 0..<content.size : wanted, priority: priority) {
+            strict ? false : self.present.contains(wanted)
+        }
+    }
+
+    /// Queues fetches of `range` without waiting (readahead, `hydrate=open`).
+    public func prefetch(_ range: Range<Int64>, priority: FetchPriority) {
+        let wanted = range.clamped(to: 0..<content.size)
+        condition.lock()
+        defer { condition.unlock() }
+        guard phase == .partial, !wanted.isEmpty, takeOwnership() else { return }
+        schedule(wanted, priority: priority)
+    }
+
+    /// Blocks until the whole file is verified and in `.blobs/`; returns the blob's path.
+    /// `progress` is called with the bytes present so far.
+    public func requireComplete(timeout: Double, cancel: CancellationToken = .none,
+                                progress: ((Int64) -> Void)? = nil) throws -> String {
+        if content.size == 0 {
+            condition.lock()
+            if phase != .complete && takeOwnership() { advanceHashLocked() }
+            condition.unlock()
+        }
+        try wait(timeout: timeout, cancel: cancel, scheduleRange: 0..<content.size, priority: .background, progress: progress) { false }
+        return blobPath
+    }
+
+    /// Reads up to `count` bytes at `offset` once they are servable (the mount's read path).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, priority: FetchPriority = .demand,
+                     timeout: Double, cancel: CancellationToken = .none) throws -> Int {
+        let end = min(content.size, offset + Int64(buffer.count))
+        guard offset < end else { return 0 }
+        try require(offset..<end, priority: priority, timeout: timeout, cancel: cancel)
+        let file = try readFile()
+        return try file.descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(end - offset)]), at: offset)
+    }
+
+    /// The open file to serve reads from: the blob once complete, else the partial file.
+    private func readFile() throws -> OpenFile {
+        condition.lock()
+        defer { condition.unlock() }
+        if phase != .complete, let data { return data }
+        return OpenFile(try FileDescriptor.open(phase == .complete ? blobPath : partialPath, .readOnly))
+    }
+
+    // MARK: - Waiting
+
+    /// The common wait loop: until `done()` or completion, schedule what is missing, surface
+    /// failures that happened while waiting, follow another process's progress.
+    private func wait(timeout: Double, cancel: CancellationToken, scheduleRange: Range<Int64>, priority: FetchPriority,
+                      progress: ((Int64) -> Void)? = nil, done: () -> Bool) throws {
+        let started = Date()
+        let deadline = started.addingTimeInterval(timeout)
+        condition.lock()
+        waiters += 1
+        defer {
+            waiters -= 1
+            releaseOwnershipIfIdle()
+            condition.unlock()
+        }
+        var lastReported: Int64 = -1
+        while true {
+            if phase == .complete { progress?(content.size); return }
+            if let terminalError { throw terminalError }
+            if done() { return }
+            if cancel.isCancelled { throw SourceError(.cancelled, source: content.path, message: "cancelled") }
+            if let progress, present.count != lastReported {
+                lastReported = present.count
+                condition.unlock()
+                progress(lastReported)
+                condition.lock()
+                continue
+            }
+            if takeOwnership() {
+                schedule(scheduleRange, priority: priority)
+                if let failure = failure(in: scheduleRange, since: started) { throw failure }
+            } else {
+                refreshFromDisk()   // another process fetches: follow its range map
+            }
+            if Date() >= deadline {
+                throw SourceError(.timeout, source: content.path, message: "bytes \(scheduleRange.lowerBound)..<\(scheduleRange.upperBound) not available within \(Int(timeout)) s")
+            }
+            _ = condition.wait(until: min(deadline, Date().addingTimeInterval(ownership == nil ? 0.05 : 0.5)))
+        }
+    }
+
+    /// A fetch failure of a block in `range` that happened after `since` (and is not being retried).
+    private func failure(in range: Range<Int64>, since: Date) -> (any Error)? {
+        for block in blocks(in: range) where !inFlight.contains(block) {
+            if let entry = blockErrors[block], entry.at >= since { return entry.error }
+        }
+        return nil
+    }
+
+    // MARK: - Scheduling (condition held)
+
+    private func blocks(in range: Range<Int64>) -> Range<Int> {
+        guard !range.isEmpty, content.size > 0 else { return 0..<0 }
+        return Int(range.lowerBound / blockSize)..<Int((range.upperBound + blockSize - 1) / blockSize)
+    }
+
+    private func blockRange(_ block: Int) -> Range<Int64> {
+        let start = Int64(block) * blockSize
+        return start..<min(start + blockSize, content.size)
+    }
+
+    /// Queues jobs for the blocks of `range` that are neither present nor being fetched,
+    /// grouped into runs of up to `jobBlocks`.
+    private func schedule(_ range: Range<Int64>, priority: FetchPriority) {
+        var run: [Int] = []
+        func flush() {
+            guard let first = run.first, let last = run.last else { return }
+            let span = blockRange(first).lowerBound..<blockRange(last).upperBound
+            let blocks = run
+            run = []
+            scheduler.submit(priority) { [self] in fetch(span, blocks: blocks) }
+        }
+        for block in blocks(in: range) {
+            if inFlight.contains(block) || present.contains(blockRange(block)) {
+                flush()
+                continue
+            }
+            inFlight.insert(block)
+            run.append(block)
+            if run.count == jobBlocks { flush() }
+        }
+        flush()
+        if fetchStarted == nil && !inFlight.isEmpty { fetchStarted = Date() }
+    }
+
+    // MARK: - Fetch jobs (worker threads)
+
+    private func fetch(_ span: Range<Int64>, blocks: [Int]) {
+        condition.lock()
+        let file = data   // held until the job ends, so its descriptor stays open
+        let excludedNow = excluded
+        let currentGeneration = generation
+        condition.unlock()
+        do {
+            guard let file else { throw SourceError(.localIO, source: content.path, message: "the partial file is not open") }
+            let sink = FileSink(file.descriptor)
+            let backend = try reader.read(content, range: span, into: sink, excluding: excludedNow) { backend in
+                try self.verifyChunks(span, in: file, from: backend)
+            }
+            condition.lock()
+            if generation == currentGeneration {
+                present.insert(span)
+                pending.append(span)
+                pendingBytes += Int64(span.count)
+                fetchedBytes += Int64(span.count)
+                servedBy.insert(backend.displayName)
+                lastSource = backend.displayName
+                for block in blocks { blockErrors[block] = nil }
+                if present.count == content.size { phase = .verifying }
+            }
+            for block in blocks { inFlight.remove(block) }
+            condition.broadcast()
+            let persistNow = pendingBytes >= settings.persistBytes || Date().timeIntervalSince(lastPersist) >= 1 || inFlight.isEmpty
+            condition.unlock()
+            if persistNow { persist() }
+            advanceHash()
+        } catch {
+            condition.lock()
+            for block in blocks {
+                inFlight.remove(block)
+                blockErrors[block] = (error, Date())
+            }
+            condition.broadcast()
+            releaseOwnershipIfIdle()
+            condition.unlock()
+            if let state, (error as? any CodedError)?.code != .cancelled {
+                try? state.recordDownload(.init(model: model, path: content.path, sha256: content.sha256, source: nil,
+                                                bytes: 0, duration: 0, outcome: "failed", error: "\(error)"))
+            }
+        }
+    }
+
+    /// With chunk digests: re-reads each block of `span` from the partial file and checks it.
+    private func verifyChunks(_ span: Range<Int64>, in file: OpenFile, from backend: any StorageBackend) throws {
+        guard let digests = content.chunks else { return }
+        for block in blocks(in: span) {
+            let range = blockRange(block)
+            let digest = try Self.hash(file.descriptor, range)
+            guard digest == digests[block] else {
+                throw SourceError(.corrupt, source: backend.displayName,
+                                  message: "chunk \(block) (bytes \(range.lowerBound)..<\(range.upperBound)) of \(content.path) does not match its digest")
+            }
+        }
+    }
+
+    static func hash(_ fd: FileDescriptor, _ range: Range<Int64>, into hasher: SHA256Hasher? = nil) throws -> String {
+        let target = hasher ?? SHA256Hasher()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset = range.lowerBound
+        while offset < range.upperBound {
+            let want = Int(min(Int64(buffer.count), range.upperBound - offset))
+            let n = try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), at: offset)
+            guard n > 0 else { throw SystemError(errno: 5, operation: "read (short file)", path: nil) }
+            target.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            offset += Int64(n)
+        }
+        return hasher == nil ? target.finalize().hex : ""
+    }
+
+    // MARK: - Persistence
+
+    /// Syncs the data written so far and records its ranges in the map log.
+    private func persist() {
+        persistLock.lock()
+        defer { persistLock.unlock() }
+        condition.lock()
+        let ranges = pending
+        pending = []
+        pendingBytes = 0
+        lastPersist = Date()
+        let file = data
+        let log = self.log
+        condition.unlock()
+        guard !ranges.isEmpty, let file, let log else { return }
+        do {
+            try file.descriptor.syncData()
+            try log.append(ranges)
+        } catch {
+            // The bytes stay in memory's present set; the map just lags (a rerun refetches them).
+        }
+    }
+
+    // MARK: - Whole-file hashing
+
+    private func advanceHash() {
+        condition.lock()
+        advanceHashLocked()
+        condition.unlock()
+    }
+
+    /// Hashes the contiguous prefix as it grows; one thread at a time does the work.
+    private func advanceHashLocked() {
+        hashPending = true
+        guard !hashing else { return }
+        hashing = true
+        defer { hashing = false }
+        while hashPending {
+            hashPending = false
+            let target = present.contiguousPrefix
+            guard target > hashedUpTo || (content.size == 0 && phase != .complete), let file = data else { continue }
+            let from = hashedUpTo
+            condition.unlock()
+            var readError: (any Error)?
+            do { _ = try Self.hash(file.descriptor, from..<target, into: hasher) } catch { readError = error }
+            condition.lock()
+            if let readError {
+                blockErrors[0] = (readError, Date())
+                condition.broadcast()
+                return
+            }
+            hashedUpTo = target
+            if hashedUpTo == content.size {
+                condition.unlock()
+                finish()
+                condition.lock()
+                return
+            }
+        }
+    }
+
+    /// The whole file is hashed: commit it as a blob, or quarantine it and start over.
+    private func finish() {
+        let digest = hasher.finalize().hex
+        persist()
+        if digest == content.sha256 {
+            do {
+                try commit()
+            } catch {
+                condition.lock()
+                blockErrors[0] = (error, Date())
+                condition.broadcast()
+                condition.unlock()
+            }
+            return
+        }
+        quarantine(actual: digest)
+    }
+
+    private func commit() throws {
+        condition.lock()
+        let file = data
+        condition.unlock()
+        guard let fd = file?.descriptor else { throw SourceError(.localIO, source: content.path, message: "the partial file is not open") }
+        try fd.sync()
+        try fd.setPermissions(0o444)
+        try FileSystem.createDirectories((blobPath as NSString).deletingLastPathComponent)
+        try FileSystem.rename(partialPath, to: blobPath)
+        try? FileSystem.unlink(mapPath)
+        try? state?.setFileState(nil, sha256: content.sha256)
+        condition.lock()
+        phase = .complete
+        data = nil
+        log = nil
+        present = RangeSet([0..<content.size])
+        let fetched = fetchedBytes
+        let started = fetchStarted
+        let source = lastSource
+        ownership?.release()
+        ownership = nil
+        condition.broadcast()
+        condition.unlock()
+        if fetched > 0 {
+            try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256, source: source, bytes: fetched,
+                                             duration: started.map { Date().timeIntervalSince($0) } ?? 0, outcome: "completed"))
+        }
+    }
+
+    /// Moves the bad bytes aside and starts over without the sources that served them; when
+    /// no source is left the file is CORRUPT and every wait fails with CHECKSUM_FAIL.
+    private func quarantine(actual: String) {
+        let quarantineDir = resolver.tmpDir + "/quarantine"
+        try? FileSystem.createDirectories(quarantineDir)
+        try? FileSystem.rename(partialPath, to: quarantineDir + "/\(content.sha256).\(Int(Date().timeIntervalSince1970)).part")
+        try? FileSystem.unlink(mapPath)
+        condition.lock()
+        let culprits = servedBy
+        excluded.formUnion(culprits)
+        servedBy = []
+        present = RangeSet()
+        pending = []
+        pendingBytes = 0
+        generation += 1
+        hasher = SHA256Hasher()
+        hashedUpTo = 0
+        data = nil
+        log = nil
+        let remaining = reader.backends.filter { !excluded.contains($0.displayName) }
+        let mismatch = OrchestratorError.checksumMismatch(path: content.path, expected: content.sha256, actual: actual)
+        if remaining.isEmpty {
+            phase = .corrupt
+            terminalError = mismatch
+        } else {
+            phase = .partial
+            if let ownership, (try? openPartial()) == nil {
+                ownership.release()
+                self.ownership = nil
+            }
+        }
+        condition.broadcast()
+        condition.unlock()
+        try? state?.setFileState(remaining.isEmpty ? .corrupt : nil, sha256: content.sha256,
+                                 detail: "\(mismatch); served by \(culprits.sorted().joined(separator: ", "))")
+        try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256,
+                                         source: culprits.sorted().joined(separator: ","), bytes: fetchedBytes, duration: 0,
+                                         outcome: "corrupt", error: mismatch.description))
+    }
+
+    // MARK: - Ownership across processes (condition held)
+
+    /// Takes the exclusive file lock if nobody else has it. The owner may fetch.
+    private func takeOwnership() -> Bool {
+        if ownership != nil { return true }
+        guard phase == .partial, let lock = try? locks.tryAcquire(LockManager.fileLockName(content.sha256)) else { return false }
+        ownership = lock
+        refreshFromDisk()
+        guard phase == .partial else { return true }
+        do {
+            try openPartial()
+        } catch {
+            ownership?.release()
+            ownership = nil
+            blockErrors[0] = (error, Date())
+            return false
+        }
+        return true
+    }
+
+    /// Creates or reopens the sparse partial file and its map.
+    private func openPartial() throws {
+        try FileSystem.createDirectories(resolver.tmpDir)
+        let fd = try FileDescriptor.open(partialPath, .readWrite, create: true)
+        do {
+            if try fd.info().size != content.size { try fd.truncate(to: content.size) }
+            let (log, recorded) = try RangeMapLog.open(path: mapPath, size: content.size, sha256: content.sha256)
+            for range in recorded.ranges { present.insert(range) }
+            data = OpenFile(fd)
+            self.log = log
+        } catch {
+            fd.close()
+            throw error
+        }
+    }
+
+    /// Gives the lock back when nothing is running or waiting, so another process can take over.
+    private func releaseOwnershipIfIdle() {
+        guard let ownership, inFlight.isEmpty, waiters == 0, phase == .partial, !hashing else { return }
+        condition.unlock()
+        persist()
+        condition.lock()
+        guard inFlight.isEmpty, waiters == 0, phase == .partial, self.ownership === ownership else { return }
+        log = nil
+        ownership.release()
+        self.ownership = nil
+    }
+
+    /// Picks up what is on disk: a finished blob, or ranges another process recorded.
+    private func refreshFromDisk() {
+        if phase != .complete, FileManager.default.fileExists(atPath: blobPath) {
+            phase = .complete
+            present = RangeSet([0..<content.size])
+            condition.broadcast()
+            return
+        }
+        guard phase == .partial, let recorded = RangeMapLog.reload(path: mapPath, size: content.size, sha256: content.sha256) else { return }
+        let before = present.count
+        for range in recorded.ranges { present.insert(range) }
+        if present.count != before {
+            if data == nil { data = (try? FileDescriptor.open(partialPath, .readOnly)).map(OpenFile.init) }
+            condition.broadcast()
+        }
+    }
+}
+
+extension Range where Bound == Int64 {
+    func clamped(to limits: Range<Int64>) -> Range<Int64> {
+        let lower = Swift.min(Swift.max(lowerBound, limits.lowerBound), limits.upperBound)
+        return lower..<Swift.max(lower, Swift.min(upperBound, limits.upperBound))
+    }
+}
+
+/// An open descriptor closed when the last user lets go, so a fetch job still writing can
+/// never see its descriptor closed (and its number reused) under it.
+final class OpenFile: @unchecked Sendable {
+    let descriptor: FileDescriptor
+    init(_ descriptor: FileDescriptor) { self.descriptor = descriptor }
+    deinit { descriptor.close() }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import WanCore
+import WanSystem
+
+/// What a collection did or would do (seed 000's `GCResult`).
+public struct GCResult: Sendable, Equatable, Codable {
+    public var bytesReclaimed: Int64 = 0
+    public var bytesReclaimable: Int64 = 0
+    public var modelsRemoved: [String] = []
+    public var modelsPreserved: [String] = []
+    public var errors: [String] = []
+    public var dryRun = false
+    /// Why each preserved model was kept, and why each removed model was chosen.
+    public var reasons: [String: String] = [:]
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case bytesReclaimed = "bytes_reclaimed"
+        case bytesReclaimable = "bytes_reclaimable"
+        case modelsRemoved = "models_removed"
+        case modelsPreserved = "models_preserved"
+        case errors
+        case dryRun = "dry_run"
+        case reasons
+    }
+}
+
+/// Frees space under MODELS_ROOT (seed 000/001's `GarbageCollector`).
+///
+/// - A model variant (a directory under `wan22/`) is a candidate unless it is pinned or in
+///   use (someone holds its model lock: an ensure, a verify, files open through the mount).
+/// - Candidates idle longer than `maxModelAge` are removed.
+/// - While the cache is larger than `maxTotalSize`, candidates are removed least recently
+///   used first (largest first with `aggressive`, which ignores access times).
+/// - A blob is deleted only when no model directory links it any more. Blobs no model links
+///   and quarantined files are always removed; `aggressive` also removes abandoned partial
+///   downloads (those no process is fetching).
+public struct GarbageCollector: Sendable {
+    public let engine: CacheEngine
+    public var maxTotalSize: Int64?
+    /// Seconds.
+    public var maxModelAge: Double?
+
+    public init(engine: CacheEngine, maxTotalSize: Int64? = nil, maxModelAge: Double? = nil) {
+        self.engine = engine
+        self.maxTotalSize = maxTotalSize ?? engine.config.maxTotalSize
+        self.maxModelAge = maxModelAge ?? engine.config.maxModelAge
+    }
+
+    private var resolver: ModelResolver { engine.resolver }
+
+    public func pin(_ model: String) throws { try engine.state()?.setPinned(true, model: model) }
+    public func unpin(_ model: String) throws { try engine.state()?.setPinned(false, model: model) }
+
+    struct Candidate {
+        let name: String
+        let files: [(path: String, inode: UInt64, size: Int64)]
+        let lastAccess: Date
+    }
+
+    public func collect(dryRun: Bool = false, aggressive: Bool = false, now: Date = Date()) throws -> GCResult {
+        var result = GCResult()
+        result.dryRun = dryRun
+        let usage = Dictionary(((try? engine.state()?.allUsage()) ?? []).map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
+
+        // Every model directory, the inodes it links, and who else links them.
+        var models: [Candidate] = []
+        var owners: [UInt64: Int] = [:]
+        var sizes: [UInt64: Int64] = [:]
+        var blobByInode: [UInt64: String] = [:]
+        for (path, info) in try DiskUsage.regularFiles(under: resolver.blobsDir) { blobByInode[info.inode] = path }
+        for name in DiskUsage.subdirectories(of: resolver.modelsDir) {
+            let root = resolver.modelsDir + "/" + name
+            var files: [(String, UInt64, Int64)] = []
+            for (path, info) in try DiskUsage.regularFiles(under: root) {
+                files.append((path, info.inode, info.allocatedBytes))
+                owners[info.inode, default: 0] += 1
+                sizes[info.inode] = info.allocatedBytes
+            }
+            let modified = (try? FileSystem.info(root))??.modified ?? 0
+            let last = usage[name]?.lastAccess ?? Date(timeIntervalSince1970: modified)
+            models.append(Candidate(name: name, files: files, lastAccess: last))
+        }
+        var total = sizes.values.reduce(0, +) + (try unlinkedBlobs().reduce(0) { $0 + $1.1 })
+
+        // Garbage that belongs to nobody.
+        for (path, bytes) in try unlinkedBlobs() + garbageInTmp(aggressive: aggressive) {
+            result.bytesReclaimable += bytes
+            if !dryRun {
+                do { try FileSystem.unlink(path); result.bytesReclaimed += bytes } catch { result.errors.append("\(error)") }
+            }
+        }
+
+        // Which models may go, and in what order.
+        var removable: [Candidate] = []
+        for model in models {
+            if usage[model.name]?.pinned == true {
+                result.modelsPreserved.append(model.name)
+                result.reasons[model.name] = "pinned"
+            } else if engine.locks.isModelLocked(model.name) {
+                result.modelsPreserved.append(model.name)
+                result.reasons[model.name] = "in use"
+            } else {
+                removable.append(model)
+            }
+        }
+        removable.sort { aggressive ? freed($0, owners, sizes) > freed($1, owners, sizes) : $0.lastAccess < $1.lastAccess }
+
+        for model in removable {
+            let idle = now.timeIntervalSince(model.lastAccess)
+            var reason: String?
+            if let maxModelAge, idle > maxModelAge {
+                reason = "idle \(Int(idle / 86400)) days (max age \(Int(maxModelAge / 86400)) days)"
+            } else if let maxTotalSize, total > maxTotalSize {
+                reason = "cache \(ByteSize.format(total)) over max size \(ByteSize.format(maxTotalSize))"
+                    + (aggressive ? " (largest first)" : " (least recently used)")
+            }
+            guard let reason else {
+                result.modelsPreserved.append(model.name)
+                result.reasons[model.name] = "within limits"
+                continue
+            }
+            let bytes = freed(model, owners, sizes)
+            result.bytesReclaimable += bytes
+            result.reasons[model.name] = reason
+            total -= bytes
+            for file in model.files { owners[file.inode, default: 1] -= 1 }
+            if dryRun {
+                result.modelsRemoved.append(model.name)
+                continue
+            }
+            do {
+                try remove(model, blobs: model.files.compactMap { blobByInode[$0.inode] })
+                result.bytesReclaimed += bytes
+                result.modelsRemoved.append(model.name)
+            } catch {
+                result.errors.append("\(model.name): \(error)")
+                result.modelsPreserved.append(model.name)
+            }
+        }
+        result.modelsPreserved.sort()
+        return result
+    }
+
+    /// Bytes removing `model` frees: the inodes only it links.
+    private func freed(_ model: Candidate, _ owners: [UInt64: Int], _ sizes: [UInt64: Int64]) -> Int64 {
+        Set(model.files.filter { owners[$0.inode] == 1 }.map(\.inode)).reduce(0) { $0 + (sizes[$1] ?? 0) }
+    }
+
+    /// Deletes a model directory under its exclusive lock, then every blob it leaves unlinked.
+    private func remove(_ model: Candidate, blobs: [String]) throws {
+        guard let lock = try engine.locks.tryAcquire(LockManager.modelLockName(model.name)) else {
+            throw OrchestratorError.lockTimeout(resource: model.name, timeout: 0)
+        }
+        defer { lock.release() }
+        try FileManager.default.removeItem(atPath: resolver.modelsDir + "/" + model.name)
+        for blob in blobs where ((try? FileSystem.info(blob))??.linkCount ?? 0) == 1 {
+            try? FileSystem.unlink(blob)
+        }
+        try? engine.state()?.forget(model: model.name)
+    }
+
+    /// Blobs no model directory links (link count 1).
+    private func unlinkedBlobs() throws -> [(String, Int64)] {
+        try DiskUsage.regularFiles(under: resolver.blobsDir).filter { $0.1.linkCount == 1 }.map { ($0.0, $0.1.allocatedBytes) }
+    }
+
+    /// Quarantined files always; with `aggressive`, partial downloads no process is fetching.
+    private func garbageInTmp(aggressive: Bool) throws -> [(String, Int64)] {
+        var garbage = try DiskUsage.regularFiles(under: resolver.tmpDir + "/quarantine").map { ($0.0, $0.1.allocatedBytes) }
+        guard aggressive else { return garbage }
+        for (path, info) in try DiskUsage.regularFiles(under: resolver.tmpDir) where !path.contains("/quarantine/") {
+            let name = (path as NSString).lastPathComponent
+            let sha = String(name.prefix(64))
+            guard Hex.isSHA256(sha), !engine.locks.isLocked(LockManager.fileLockName(sha)) else { continue }
+            garbage.append((path, info.allocatedBytes))
+        }
+        return garbage
+    }
+}
