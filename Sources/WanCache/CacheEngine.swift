@@ -24,6 +24,8 @@ public final class CacheEngine: @unchecked Sendable {
         public var connections = 8
         /// Seconds a whole file may take (`download_timeout`).
         public var downloadTimeout: Double = 3600
+        /// Name prefix of the fetch worker threads.
+        public var threadName = "wan-fetch"
 
         public init() {}
 
@@ -52,8 +54,10 @@ public final class CacheEngine: @unchecked Sendable {
         self.locks = LockManager(resolver: resolver)
         self.settings = settings ?? Settings(config)
         self.sources = SourceFactory(config: config, manifestDirectory: registry.manifestDirectory, engine: engine)
-        self.scheduler = FetchScheduler(workers: self.settings.connections)
+        self.scheduler = FetchScheduler(workers: self.settings.connections, name: self.settings.threadName)
     }
+
+    deinit { scheduler.stop() }
 
     /// Configuration and manifest from the environment and an optional config file (`from_config`).
     public static func fromConfig(configPath: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CacheEngine {

@@ -21,16 +21,29 @@ public final class FetchScheduler: @unchecked Sendable {
     private var queues: [[@Sendable () -> Void]] = Array(repeating: [], count: FetchPriority.allCases.count)
     private var heads = Array(repeating: 0, count: FetchPriority.allCases.count)
     private var running = 0
+    private var stopping = false
     public let workers: Int
 
     public init(workers: Int, name: String = "wan-fetch") {
         self.workers = max(1, workers)
         for index in 0..<self.workers {
-            let thread = Thread { [unowned self] in self.work() }
-            thread.name = "\(name)-\(index)"
+            // The threads keep the scheduler alive until stop(). The name is set from inside the
+            // thread: on Linux, a name given before start() is not what the thread reports.
+            let thread = Thread {
+                Thread.current.name = "\(name)-\(index)"
+                self.work()
+            }
             thread.stackSize = 1 << 20
             thread.start()
         }
+    }
+
+    /// Lets the workers finish what is queued, then exit.
+    public func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
     }
 
     /// Queues `job` at `priority`.
@@ -75,6 +88,10 @@ public final class FetchScheduler: @unchecked Sendable {
             condition.lock()
             var job = next()
             while job == nil {
+                if stopping {
+                    condition.unlock()
+                    return
+                }
                 condition.wait()
                 job = next()
             }

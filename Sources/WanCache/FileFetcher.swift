@@ -201,9 +201,9 @@ public final class FileFetcher: @unchecked Sendable {
                 condition.lock()
                 continue
             }
+            if let failure = failure(in: scheduleRange, since: started) { throw failure }
             if takeOwnership() {
-                schedule(scheduleRange, priority: priority)
-                if let failure = failure(in: scheduleRange, since: started) { throw failure }
+                schedule(scheduleRange, priority: priority, skippingFailuresSince: started)
             } else {
                 refreshFromDisk()   // another process fetches: follow its range map
             }
@@ -235,8 +235,9 @@ public final class FileFetcher: @unchecked Sendable {
     }
 
     /// Queues jobs for the blocks of `range` that are neither present nor being fetched,
-    /// grouped into runs of up to `jobBlocks`.
-    private func schedule(_ range: Range<Int64>, priority: FetchPriority) {
+    /// grouped into runs of up to `jobBlocks`. Blocks that failed after `since` are left
+    /// alone: the waiter that asked reports that failure instead of retrying forever.
+    private func schedule(_ range: Range<Int64>, priority: FetchPriority, skippingFailuresSince since: Date? = nil) {
         var run: [Int] = []
         func flush() {
             guard let first = run.first, let last = run.last else { return }
@@ -246,7 +247,9 @@ public final class FileFetcher: @unchecked Sendable {
             scheduler.submit(priority) { [self] in fetch(span, blocks: blocks) }
         }
         for block in blocks(in: range) {
-            if inFlight.contains(block) || present.contains(blockRange(block)) {
+            var failedRecently = false
+            if let since, let entry = blockErrors[block] { failedRecently = entry.at >= since }
+            if inFlight.contains(block) || present.contains(blockRange(block)) || failedRecently {
                 flush()
                 continue
             }
@@ -289,6 +292,9 @@ public final class FileFetcher: @unchecked Sendable {
             condition.unlock()
             if persistNow { persist() }
             advanceHash()
+            condition.lock()
+            releaseOwnershipIfIdle()
+            condition.unlock()
         } catch {
             condition.lock()
             for block in blocks {

@@ -1,25 +1,41 @@
 import Glibc
+import Foundation
 import Synchronization
 
 // Every raw POSIX call of the project goes through this file (the swift-system pattern):
 // `-1` becomes a typed `SystemError`, EINTR is retried, and tests can force an errno for
 // any named operation through `FaultInjection`.
 
-/// Test hook: forces the next calls of an operation to fail with an errno.
+/// Test hook: forces the next calls of an operation to fail with an errno, optionally only
+/// on threads whose name starts with a prefix (so parallel tests do not disturb each other).
 enum FaultInjection {
-    private static let forced = Mutex<[String: (errno: Int32, remaining: Int)]>([:])
+    private struct Entry {
+        let errno: Int32
+        var remaining: Int
+        let threadPrefix: String?
+    }
+    private static let forced = Mutex<[String: Entry]>([:])
+    private static let armed = Atomic<Bool>(false)
 
     /// Makes the next `count` calls of `operation` (e.g. "pwrite") fail with `errno`.
-    static func force(_ operation: String, errno: Int32, count: Int = 1) {
-        forced.withLock { $0[operation] = (errno, count) }
+    static func force(_ operation: String, errno: Int32, count: Int = 1, onThreadsNamed prefix: String? = nil) {
+        forced.withLock { $0[operation] = Entry(errno: errno, remaining: count, threadPrefix: prefix) }
+        armed.store(true, ordering: .releasing)
     }
 
-    static func reset() { forced.withLock { $0.removeAll() } }
+    static func reset() {
+        forced.withLock { $0.removeAll() }
+        armed.store(false, ordering: .releasing)
+    }
 
     static func take(_ operation: String) -> Int32? {
-        forced.withLock { table -> Int32? in
-            guard let entry = table[operation] else { return nil }
-            table[operation] = entry.remaining > 1 ? (entry.errno, entry.remaining - 1) : nil
+        guard armed.load(ordering: .acquiring) else { return nil }
+        let threadName = Thread.current.name ?? ""
+        return forced.withLock { table -> Int32? in
+            guard var entry = table[operation], entry.remaining > 0 else { return nil }
+            if let prefix = entry.threadPrefix, !threadName.hasPrefix(prefix) { return nil }
+            entry.remaining -= 1
+            table[operation] = entry
             return entry.errno
         }
     }

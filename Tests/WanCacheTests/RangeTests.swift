@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+import WanTestSupport
+@testable import WanCache
+
+@Suite struct RangeSetTests {
+    @Test func mergesOverlappingAndTouchingRanges() {
+        var set = RangeSet()
+        set.insert(10..<20)
+        set.insert(30..<40)
+        set.insert(20..<25)          // touches the first
+        #expect(set.ranges == [10..<25, 30..<40])
+        set.insert(5..<35)           // swallows both
+        #expect(set.ranges == [5..<40])
+        set.insert(50..<50)          // empty: ignored
+        #expect(set.count == 35)
+    }
+
+    @Test func answersContainsMissingAndPrefix() {
+        let set = RangeSet([0..<10, 20..<30, 40..<50])
+        #expect(set.contains(0..<10) && set.contains(22..<28) && set.contains(5..<5))
+        #expect(!set.contains(5..<15) && !set.contains(10..<20) && !set.contains(45..<51))
+        #expect(set.missing(in: 0..<60) == [10..<20, 30..<40, 50..<60])
+        #expect(set.missing(in: 25..<45) == [30..<40])
+        #expect(set.missing(in: 20..<30) == [])
+        #expect(set.contiguousPrefix == 10)
+        #expect(RangeSet([5..<9]).contiguousPrefix == 0)
+    }
+
+    @Test func randomInsertionsMatchABitmap() {
+        var generator = SplitMix64(seed: 7)
+        var set = RangeSet()
+        var bits = [Bool](repeating: false, count: 2000)
+        for _ in 0..<300 {
+            let a = Int(generator.next() % 2000), b = Int(generator.next() % 60)
+            let range = a..<min(2000, a + b)
+            set.insert(Int64(range.lowerBound)..<Int64(range.upperBound))
+            for i in range { bits[i] = true }
+        }
+        #expect(set.count == Int64(bits.filter { $0 }.count))
+        for i in 0..<2000 { #expect(set.contains(Int64(i)..<Int64(i + 1)) == bits[i]) }
+        for pair in zip(set.ranges, set.ranges.dropFirst()) { #expect(pair.0.upperBound < pair.1.lowerBound) }
+    }
+}
+
+@Suite struct RangeMapLogTests {
+    let sha = String(repeating: "ab", count: 32)
+
+    @Test func recordsSurviveReopen() throws {
+        let dir = try Scratch()
+        let path = dir.path + "/f.map"
+        do {
+            let (log, initial) = try RangeMapLog.open(path: path, size: 1000, sha256: sha)
+            #expect(initial.isEmpty)
+            try log.append([0..<100, 200..<300])
+            try log.append([100..<200])
+        }
+        let (_, loaded) = try RangeMapLog.open(path: path, size: 1000, sha256: sha)
+        #expect(loaded.ranges == [0..<300])
+        #expect(RangeMapLog.reload(path: path, size: 1000, sha256: sha)?.ranges == [0..<300])
+    }
+
+    @Test func aTornLastRecordIsDropped() throws {
+        let dir = try Scratch()
+        let path = dir.path + "/f.map"
+        do {
+            let (log, _) = try RangeMapLog.open(path: path, size: 1000, sha256: sha)
+            try log.append([0..<100, 500..<600])
+        }
+        // Cut the second record in half, as a crash mid-append would.
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: UInt64(RangeMapLog.headerSize) + UInt64(RangeMapLog.recordSize) + 7)
+        try handle.close()
+        let (log, loaded) = try RangeMapLog.open(path: path, size: 1000, sha256: sha)
+        #expect(loaded.ranges == [0..<100])
+        try log.append([100..<150])
+        #expect(RangeMapLog.reload(path: path, size: 1000, sha256: sha)?.ranges == [0..<150])
+    }
+
+    @Test func aCorruptedRecordEndsTheLog() throws {
+        let dir = try Scratch()
+        let path = dir.path + "/f.map"
+        do {
+            let (log, _) = try RangeMapLog.open(path: path, size: 1000, sha256: sha)
+            try log.append([0..<100, 300..<400])
+        }
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[Int(RangeMapLog.headerSize) + RangeMapLog.recordSize + 3] ^= 0x40   // flip a bit in record 2
+        try bytes.write(to: URL(fileURLWithPath: path))
+        #expect(RangeMapLog.reload(path: path, size: 1000, sha256: sha)?.ranges == [0..<100])
+    }
+
+    @Test func aLogForOtherContentIsDiscarded() throws {
+        let dir = try Scratch()
+        let path = dir.path + "/f.map"
+        do {
+            let (log, _) = try RangeMapLog.open(path: path, size: 1000, sha256: sha)
+            try log.append([0..<100])
+        }
+        #expect(RangeMapLog.reload(path: path, size: 999, sha256: sha) == nil)
+        let (_, loaded) = try RangeMapLog.open(path: path, size: 1000, sha256: String(repeating: "cd", count: 32))
+        #expect(loaded.isEmpty)
+    }
+
+    @Test func compactionKeepsTheRanges() throws {
+        let dir = try Scratch()
+        let path = dir.path + "/f.map"
+        let (log, _) = try RangeMapLog.open(path: path, size: 100_000, sha256: sha)
+        var set = RangeSet()
+        for i in 0..<400 {
+            let range = Int64(i * 100)..<Int64(i * 100 + 50)
+            try log.append([range])
+            set.insert(range)
+        }
+        try log.compactIfLarge(set, size: 100_000, sha256: sha)
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        #expect(size == Int(RangeMapLog.headerSize) + 400 * RangeMapLog.recordSize)
+        try log.append([50..<100])
+        set.insert(50..<100)
+        #expect(RangeMapLog.reload(path: path, size: 100_000, sha256: sha) == set)
+    }
+}
