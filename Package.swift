@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "WanTestSupport", dependencies: ["WanCore", "WanSystem"], path: "Tests/WanTestSupport"),
         .testTarget(name: "WanCoreTests", dependencies: ["WanCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WanSystemTests", dependencies: ["WanSystem"]),
-        .testTarget(name: "WanSourcesTests", dependencies: ["WanSources", "WanTestSupport"]),
+        .testTarget(name: "WanSourcesTests", dependencies: ["WanSources", "WanSystem", "WanTestSupport"]),
         .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport"]),
         .testTarget(name: "WanFSTests", dependencies: ["WanFS"]),
         .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore"]),

@@ -14,6 +14,8 @@ Serves files from ROOT; the first path segment picks a behaviour applied to the 
   /hang/<file>                    reads the request, never answers, until the client closes
   /corrupt/<file>?offset=X        one byte flipped (xor 0xff) at X (default size//2)
 
+  Options can also be given in the first segment: /error-then-ok;status=500;times=2/<file>.
+
   GET  /_stats   {"/<behaviour>/<file>": {"requests": n, "bytes": m}}  (bytes = body bytes sent)
   POST /_reset   clears the counters and the "times" state
 
@@ -126,6 +128,14 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_health":
                 return self.simple(200, b'{"ok": true}', "application/json")
             parts = [p for p in path.split("/") if p]
+            if parts and ";" in parts[0]:
+                # Options may also ride in the behaviour segment ("/slow;bps=2000/<file>"),
+                # for clients that treat the path as opaque and cannot add a query.
+                behaviour, *options = parts[0].split(";")
+                for option in options:
+                    key, _, value = option.partition("=")
+                    self.query.setdefault(key, value)
+                parts[0] = behaviour
             if len(parts) < 2 or parts[0] not in BEHAVIOURS or self.command == "POST":
                 return self.simple(404, b"unknown behaviour or path\n")
             if any(p in (".", "..") for p in parts[1:]):

@@ -17,6 +17,8 @@ public struct HFStore: StorageBackend {
     public let client: HTTPClient
     private let token: String?
     private let locations = LocationCache()
+    /// Entries per tree page to ask for (`limit=`); nil leaves it to the server.
+    public var listPageSize: Int?
 
     public var displayName: String { "\(endpoint)/\(repo)@\(revision)" }
     public var usesCredentials: Bool { token != nil }
@@ -109,6 +111,7 @@ public struct HFStore: StorageBackend {
     public func list(prefix: String, cancel: CancellationToken) throws(SourceError) -> [RemoteFile] {
         var url: String? = "\(endpoint)/api/models/\(repo)/tree/\(PercentEncoding.encode(revision))"
             + (prefix.isEmpty ? "" : "/" + PercentEncoding.encodePath(prefix)) + "?recursive=true"
+            + (listPageSize.map { "&limit=\($0)" } ?? "")
         var files: [RemoteFile] = []
         var pages = 0
         while let next = url, pages < 10_000 {

@@ -10,7 +10,8 @@ public struct HTTPClient: Sendable {
     /// Per-request budgets (`request_timeout`).
     public var connectTimeout: Double
     public var stallTimeout: Double
-    public var maxBytesPerSecond: Int64?
+    /// Caps the receive rate of every transfer of this client, together.
+    public var limiter: BandwidthLimiter?
     /// Headers that must never follow a redirect to another host.
     public var credentialHeaders: Set<String> = ["authorization"]
 
@@ -20,7 +21,7 @@ public struct HTTPClient: Sendable {
         self.retry = retry
         self.connectTimeout = requestTimeout
         self.stallTimeout = requestTimeout
-        self.maxBytesPerSecond = maxBytesPerSecond
+        self.limiter = maxBytesPerSecond.map { BandwidthLimiter(bytesPerSecond: $0) }
     }
 
     /// Decides what a response means: nil accepts it, an error rejects it (and is retried
@@ -41,6 +42,10 @@ public struct HTTPClient: Sendable {
     /// byte not yet written, so a retry never fetches a byte twice.
     public func read(_ request: HTTPRequest, range: Range<Int64>, into sink: any ByteSink, cancel: CancellationToken,
                      classify: Classifier) throws(SourceError) {
+        guard !range.isEmpty, range.lowerBound >= 0 else {
+            throw SourceError(.invalidRange, source: redacted(request.url),
+                              message: "empty or negative range \(range.lowerBound)..<\(range.upperBound): nothing to fetch")
+        }
         let progress = ProgressSink(sink, start: range.lowerBound)
         try retry.run(cancel: cancel) { _ throws(SourceError) in
             // The last try may have delivered every byte before failing.
@@ -56,7 +61,7 @@ public struct HTTPClient: Sendable {
         var request = original
         request.connectTimeout = connectTimeout
         request.stallTimeout = stallTimeout
-        request.maxBytesPerSecond = request.maxBytesPerSecond ?? maxBytesPerSecond
+        request.limiter = request.limiter ?? limiter
         for _ in 0...5 {
             let response = try engine.perform(request, into: sink, cancel: cancel)
             if followRedirects, [301, 302, 303, 307, 308].contains(response.status), let location = response.header("location") {

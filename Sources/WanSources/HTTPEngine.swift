@@ -22,8 +22,8 @@ public struct HTTPRequest: Sendable {
     public var stallTimeout: Double = 30
     /// Seconds for the whole transfer; nil is unbounded (large files take long legitimately).
     public var totalTimeout: Double?
-    /// Receive-rate cap for this transfer (CURLOPT_MAX_RECV_SPEED_LARGE).
-    public var maxBytesPerSecond: Int64?
+    /// Receive-rate cap, shared with the other transfers that use the same limiter.
+    public var limiter: BandwidthLimiter?
 
     public init(_ method: Method = .get, url: String, headers: [(name: String, value: String)] = [], range: Range<Int64>? = nil) {
         self.method = method
@@ -150,7 +150,9 @@ final class CurlHandle: @unchecked Sendable {
         _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_LIMIT, 1)
         _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.stallTimeout.rounded(.up))))
         if let total = request.totalTimeout { _ = wan_curl_setopt_long(raw, CURLOPT_TIMEOUT_MS, Int(total * 1000)) }
-        if let rate = request.maxBytesPerSecond { _ = wan_curl_setopt_off(raw, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(rate)) }
+        if let limiter = request.limiter {
+            _ = wan_curl_setopt_off(raw, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(limiter.bytesPerSecond))
+        }
         if let caBundle { _ = wan_curl_setopt_string(raw, CURLOPT_CAINFO, caBundle) }
         if request.method == .head { _ = wan_curl_setopt_long(raw, CURLOPT_NOBODY, 1) }
         if let range = request.range { _ = wan_curl_setopt_string(raw, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)") }
@@ -255,6 +257,7 @@ final class Transfer: @unchecked Sendable {
             failure = SourceError(.cancelled, source: source, message: "cancelled")
             return false
         }
+        request.limiter?.consume(bytes.count)
         if let expectedLength, received + Int64(bytes.count) > expectedLength {
             failure = SourceError(.protocolViolation, source: source, message: "the server sent more than the \(expectedLength) bytes asked for", status: status)
             return false

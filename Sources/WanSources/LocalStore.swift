@@ -56,7 +56,7 @@ public struct LocalStore: StorageBackend {
     public func read(_ path: String, range: Range<Int64>, fileSize: Int64?, into sink: any ByteSink,
                      cancel: CancellationToken) throws(SourceError) {
         guard !range.isEmpty, range.lowerBound >= 0 else {
-            throw SourceError(.invalidRange, source: displayName, message: "empty or negative range \(range.lowerBound)..<\(range.upperBound) of \(path)")
+            throw SourceError(.invalidRange, source: displayName, message: "empty or negative range \(range.lowerBound)..<\(range.upperBound) of \(path): nothing to fetch")
         }
         let real = try resolve(path)
         let blockSize = 4 << 20

@@ -43,6 +43,8 @@ public struct S3Store: StorageBackend {
     let origin: String
     /// Whether the bucket is in the path (path-style) rather than the host name.
     let pathStyle: Bool
+    /// Keys per ListObjectsV2 page (S3's maximum is 1000).
+    public var listPageSize = 1000
 
     public var displayName: String { source.raw }
     public var usesCredentials: Bool { signer != nil }
@@ -125,7 +127,7 @@ public struct S3Store: StorageBackend {
         var files: [RemoteFile] = []
         var token: String?
         repeat {
-            var query = [("list-type", "2"), ("prefix", listPrefix), ("max-keys", "1000")]
+            var query = [("list-type", "2"), ("prefix", listPrefix), ("max-keys", "\(listPageSize)")]
             if let token { query.append(("continuation-token", token)) }
             let sink = DataSink()
             _ = try client.send(request(.get, key: nil, query: query), into: sink, cancel: cancel) {
