@@ -43,6 +43,6 @@ let package = Package(
         .testTarget(name: "WanSourcesTests", dependencies: ["WanSources", "WanSystem", "WanTestSupport"]),
         .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport"]),
         .testTarget(name: "WanFSTests", dependencies: ["WanFS"]),
-        .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore"]),
+        .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore", "WanTestSupport"]),
     ]
 )

@@ -75,9 +75,6 @@ public final class FileFetcher: @unchecked Sendable {
     private var excluded = Set<String>()
     private var servedBy = Set<String>()
     private var lastSource: String?
-    private var pending: [Range<Int64>] = []
-    private var pendingBytes: Int64 = 0
-    private var lastPersist = Date()
     private var hashing = false
     private var hashPending = false
     private var fetchedBytes: Int64 = 0
@@ -85,7 +82,10 @@ public final class FileFetcher: @unchecked Sendable {
     // Touched only by the thread that holds `hashing`:
     private var hasher = SHA256Hasher()
     private var hashedUpTo: Int64 = 0
+    /// Serializes map appends and syncs. Order: `persistLock` before `condition`.
     private let persistLock = NSLock()
+    private var unsyncedBytes: Int64 = 0   // guarded by persistLock
+    private var lastSync = Date()          // guarded by persistLock
 
     init(content: FileSpec, model: String, reader: FailoverReader, settings: CacheEngine.Settings, resolver: ModelResolver,
          locks: LockManager, state: StateStore?, scheduler: FetchScheduler) {
@@ -100,7 +100,7 @@ public final class FileFetcher: @unchecked Sendable {
         if let chunkSize = content.chunkSize, content.chunks != nil {
             blockSize = chunkSize
         } else {
-            blockSize = settings.blockSize
+            blockSize = min(settings.blockSize, settings.jobSize)
         }
         jobBlocks = max(1, Int(settings.jobSize / blockSize))
         condition.lock()
@@ -268,29 +268,31 @@ public final class FileFetcher: @unchecked Sendable {
         let file = data   // held until the job ends, so its descriptor stays open
         let excludedNow = excluded
         let currentGeneration = generation
+        // Without chunk digests, bytes already present (say, recorded before a crash) are
+        // not fetched again: only the gaps of the span are. With digests a chunk is whole or absent.
+        let gaps = content.chunks == nil ? present.missing(in: span) : [span]
         condition.unlock()
         do {
             guard let file else { throw SourceError(.localIO, source: content.path, message: "the partial file is not open") }
-            let sink = FileSink(file.descriptor)
-            let backend = try reader.read(content, range: span, into: sink, excluding: excludedNow) { backend in
-                try self.verifyChunks(span, in: file, from: backend)
+            // Bytes count (and are served) as soon as they have arrived — per MiB, or per
+            // chunk once verified when the manifest has digests — so readers need not wait
+            // for the whole job and a crash loses at most the piece in progress.
+            let granularity = content.chunks == nil ? min(blockSize, 1 << 20) : blockSize
+            for gap in gaps {
+                let sink = BlockSink(FileSink(file.descriptor), span: gap, blockSize: granularity) { range, source in
+                    try self.blockArrived(range, source: source, file: file, generation: currentGeneration)
+                }
+                try reader.read(content, range: gap, into: sink, excluding: excludedNow, willTry: { sink.source = $0.displayName })
             }
             condition.lock()
-            if generation == currentGeneration {
-                present.insert(span)
-                pending.append(span)
-                pendingBytes += Int64(span.count)
-                fetchedBytes += Int64(span.count)
-                servedBy.insert(backend.displayName)
-                lastSource = backend.displayName
-                for block in blocks { blockErrors[block] = nil }
-                if present.count == content.size { phase = .verifying }
+            for block in blocks {
+                inFlight.remove(block)
+                blockErrors[block] = nil
             }
-            for block in blocks { inFlight.remove(block) }
             condition.broadcast()
-            let persistNow = pendingBytes >= settings.persistBytes || Date().timeIntervalSince(lastPersist) >= 1 || inFlight.isEmpty
+            let idle = inFlight.isEmpty
             condition.unlock()
-            if persistNow { persist() }
+            if idle { persist() }
             advanceHash()
             condition.lock()
             releaseOwnershipIfIdle()
@@ -299,9 +301,12 @@ public final class FileFetcher: @unchecked Sendable {
             condition.lock()
             for block in blocks {
                 inFlight.remove(block)
-                blockErrors[block] = (error, Date())
+                if !present.contains(blockRange(block)) { blockErrors[block] = (error, Date()) }
             }
             condition.broadcast()
+            condition.unlock()
+            persist()   // blocks that did arrive before the failure stay recorded
+            condition.lock()
             releaseOwnershipIfIdle()
             condition.unlock()
             if let state, (error as? any CodedError)?.code != .cancelled {
@@ -311,17 +316,28 @@ public final class FileFetcher: @unchecked Sendable {
         }
     }
 
-    /// With chunk digests: re-reads each block of `span` from the partial file and checks it.
-    private func verifyChunks(_ span: Range<Int64>, in file: OpenFile, from backend: any StorageBackend) throws {
-        guard let digests = content.chunks else { return }
-        for block in blocks(in: span) {
-            let range = blockRange(block)
+    /// A block of a job is on disk: verify it (with chunk digests), then make it servable.
+    private func blockArrived(_ range: Range<Int64>, source: String, file: OpenFile, generation expected: Int) throws {
+        if let digests = content.chunks {   // then the sink reports whole chunks
+            let block = Int(range.lowerBound / blockSize)
             let digest = try Self.hash(file.descriptor, range)
             guard digest == digests[block] else {
-                throw SourceError(.corrupt, source: backend.displayName,
+                throw SourceError(.corrupt, source: source,
                                   message: "chunk \(block) (bytes \(range.lowerBound)..<\(range.upperBound)) of \(content.path) does not match its digest")
             }
         }
+        condition.lock()
+        defer { condition.unlock() }
+        guard generation == expected, !present.contains(range) else { return }
+        present.insert(range)
+        fetchedBytes += Int64(range.count)
+        servedBy.insert(source)
+        lastSource = source
+        if present.count == content.size { phase = .verifying }
+        condition.broadcast()
+        condition.unlock()
+        record(range, file: file)
+        condition.lock()
     }
 
     static func hash(_ fd: FileDescriptor, _ range: Range<Int64>, into hasher: SHA256Hasher? = nil) throws -> String {
@@ -341,25 +357,44 @@ public final class FileFetcher: @unchecked Sendable {
 
     // MARK: - Persistence
 
-    /// Syncs the data written so far and records its ranges in the map log.
+    /// Appends `range` to the map right away: its bytes were written before (kill -9 can
+    /// never leave the map claiming bytes that are not in the file). The data is synced to
+    /// the disk every `persistBytes` or second, so after a power loss the map is at most
+    /// that far ahead of the disk — and verification catches what it claims wrongly.
+    private func record(_ range: Range<Int64>, file: OpenFile) {
+        persistLock.lock()
+        defer { persistLock.unlock() }
+        condition.lock()
+        let log = self.log
+        condition.unlock()
+        guard let log else { return }
+        try? log.append([range])
+        unsyncedBytes += Int64(range.count)
+        if unsyncedBytes >= settings.persistBytes || Date().timeIntervalSince(lastSync) >= 1 {
+            syncLocked(file: file, log: log)
+        }
+    }
+
+    /// Syncs the partial file and compacts the map (job ends, idle, commit).
     private func persist() {
         persistLock.lock()
         defer { persistLock.unlock() }
         condition.lock()
-        let ranges = pending
-        pending = []
-        pendingBytes = 0
-        lastPersist = Date()
         let file = data
         let log = self.log
         condition.unlock()
-        guard !ranges.isEmpty, let file, let log else { return }
-        do {
-            try file.descriptor.syncData()
-            try log.append(ranges)
-        } catch {
-            // The bytes stay in memory's present set; the map just lags (a rerun refetches them).
-        }
+        guard let file, let log else { return }
+        syncLocked(file: file, log: log)
+    }
+
+    private func syncLocked(file: OpenFile, log: RangeMapLog) {
+        try? file.descriptor.syncData()
+        unsyncedBytes = 0
+        lastSync = Date()
+        condition.lock()
+        let ranges = present
+        condition.unlock()
+        try? log.compactIfLarge(ranges, size: content.size, sha256: content.sha256)
     }
 
     // MARK: - Whole-file hashing
@@ -459,8 +494,6 @@ public final class FileFetcher: @unchecked Sendable {
         excluded.formUnion(culprits)
         servedBy = []
         present = RangeSet()
-        pending = []
-        pendingBytes = 0
         generation += 1
         hasher = SHA256Hasher()
         hashedUpTo = 0
@@ -566,4 +599,50 @@ final class OpenFile: @unchecked Sendable {
     let descriptor: FileDescriptor
     init(_ descriptor: FileDescriptor) { self.descriptor = descriptor }
     deinit { descriptor.close() }
+}
+
+/// The sink of one fetch job: writes through to the partial file and reports each block of
+/// the job's span once every byte of it has arrived (bytes of a transfer arrive in order).
+final class BlockSink: ResumableSink, @unchecked Sendable {
+    private let inner: FileSink
+    private let span: Range<Int64>
+    private let blockSize: Int64
+    private let onBlock: (Range<Int64>, String) throws -> Void
+    private let lock = NSLock()
+    private var written: Int64
+    private var reported: Int64
+    /// The source delivering the bytes now.
+    var source = ""
+
+    init(_ inner: FileSink, span: Range<Int64>, blockSize: Int64, onBlock: @escaping (Range<Int64>, String) throws -> Void) {
+        self.inner = inner
+        self.span = span
+        self.blockSize = blockSize
+        self.onBlock = onBlock
+        written = span.lowerBound
+        reported = span.lowerBound
+    }
+
+    var resumePosition: Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return reported
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bytes before what is already reported belong to blocks that may be served: never overwrite them.
+        let skip = max(0, min(Int64(bytes.count), reported - offset))
+        if skip < Int64(bytes.count) {
+            try inner.write(UnsafeRawBufferPointer(rebasing: bytes[Int(skip)...]), at: offset + skip)
+        }
+        if offset <= written { written = max(written, offset + Int64(bytes.count)) }
+        while reported < span.upperBound {
+            let end = min(span.upperBound, (reported / blockSize + 1) * blockSize)
+            guard written >= end else { break }
+            try onBlock(reported..<end, source)
+            reported = end
+        }
+    }
 }

@@ -125,6 +125,16 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Sets a model's last access time exactly (imports, tests, the sidecar's analytics resets).
+    public func setLastAccess(_ date: Date, model: String) throws {
+        try database.write { db in
+            try db.execute(sql: """
+                INSERT INTO model_usage (model, last_access) VALUES (?, ?)
+                ON CONFLICT(model) DO UPDATE SET last_access = excluded.last_access
+                """, arguments: [model, date.timeIntervalSince1970])
+        }
+    }
+
     public func setPinned(_ pinned: Bool, model: String) throws {
         try database.write { db in
             try db.execute(sql: """

@@ -28,14 +28,23 @@ public struct FailoverReader: Sendable {
     ///   `SourceError` (kind `.corrupt`) rejects those bytes and moves on to the next source.
     /// - Throws: `SourceError` for cancellation and local write failures (no other source
     ///   would do better), ``AllSourcesFailedError`` otherwise.
+    /// - Parameter willTry: told which source is about to be read (for attribution).
+    ///
+    /// A sink that is a ``ResumableSink`` is not asked again for bytes it already has: the
+    /// next source continues from its position, so bytes one source delivered (and that may
+    /// already be verified and served) are never overwritten by another.
     @discardableResult
     public func read(_ file: FileSpec, range: Range<Int64>, into sink: any ByteSink, cancel: CancellationToken = .none,
-                     excluding excluded: Set<String> = [],
+                     excluding excluded: Set<String> = [], willTry: ((any StorageBackend) -> Void)? = nil,
                      verify: ((any StorageBackend) throws -> Void)? = nil) throws -> any StorageBackend {
         var failures: [SourceError] = []
         for backend in order where !excluded.contains(backend.displayName) {
             do {
-                try backend.read(file.path, range: range, fileSize: file.size, into: sink, cancel: cancel)
+                willTry?(backend)
+                let start = max(range.lowerBound, (sink as? any ResumableSink)?.resumePosition ?? range.lowerBound)
+                if start < range.upperBound {
+                    try backend.read(file.path, range: start..<range.upperBound, fileSize: file.size, into: sink, cancel: cancel)
+                }
                 try verify?(backend)
                 health.recordSuccess(backend.displayName)
                 return backend
@@ -69,4 +78,10 @@ public struct FailoverReader: Sendable {
         }
         throw AllSourcesFailedError(path: path, failures: failures)
     }
+}
+
+/// A sink that knows how far its range has been written without a gap, so a reader can
+/// continue from there instead of starting over.
+public protocol ResumableSink: ByteSink {
+    var resumePosition: Int64 { get }
 }

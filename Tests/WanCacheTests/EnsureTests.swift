@@ -162,9 +162,9 @@ import WanTestSupport
                                      settings: settings, dir: dir)
         let spec = try cache.spec("m@1.0.0")
         let weights = model.file("unet/w.safetensors")
-        // The first file is small; fail the 5th write of the weights with ENOSPC.
+        // The small file fits; then the disk is "full" for the fetch threads.
         try cache.engine.ensure(spec.with(variant: nil, files: [model.file("config.json")].map { file in spec.files.first { $0.path == file.path }! }))
-        FaultInjection.force("pwrite", errno: ENOSPC, count: 1, onThreadsNamed: settings.threadName)
+        FaultInjection.force("pwrite", errno: ENOSPC, count: 1_000, onThreadsNamed: settings.threadName)
         defer { FaultInjection.reset() }
         var failure: (any Error)?
         do { try cache.engine.ensure(spec) } catch { failure = error }

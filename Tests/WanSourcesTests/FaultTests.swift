@@ -132,11 +132,11 @@ import WanTestSupport
         let reader = FailoverReader(backends: [corrupt, good], health: SourceHealth())
         let sink = DataSink(base: 0)
         let file = FileSpec(path: "w.bin", size: Int64(data.count), sha256: expected)
-        let used = try reader.read(file, range: chunk, into: sink) { backend in
+        let used = try reader.read(file, range: chunk, into: sink, verify: { backend in
             guard sha256Hex(Data(sink.bytes)) == expected else {
                 throw SourceError(.corrupt, source: backend.displayName, message: "chunk 0 does not match its digest")
             }
-        }
+        })
         #expect(used.displayName == good.displayName)
         #expect(Data(sink.bytes) == data)
     }

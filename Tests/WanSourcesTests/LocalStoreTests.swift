@@ -107,12 +107,12 @@ import WanCore
         let file = FileSpec(path: "config.json", size: 2, sha256: String(repeating: "0", count: 64))
         let reader = FailoverReader(backends: [first, second], health: SourceHealth())
         var calls = 0
-        let used = try reader.read(file, range: 0..<2, into: DiscardSink()) { backend in
+        let used = try reader.read(file, range: 0..<2, into: DiscardSink(), verify: { backend in
             calls += 1
             if backend.displayName == "local://models/m" {
                 throw SourceError(.corrupt, source: backend.displayName, message: "chunk 0 digest mismatch")
             }
-        }
+        })
         #expect(calls == 2)
         #expect(used.displayName.hasPrefix("local:///"))
     }
