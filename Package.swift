@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "wan", targets: ["wan"]),
+        .executable(name: "wan-bench", targets: ["wan-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,6 +36,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // Benchmark driver (bench/run.sh): reads through the engine, times it.
+        .executableTarget(name: "wan-bench", dependencies: ["WanSources", "WanCore", "WanSystem"], path: "bench/Sources/wan-bench"),
 
         // Shared by the test targets: the local test servers, scratch folders, small helpers.
         .target(name: "WanTestSupport", dependencies: ["WanCore", "WanSystem"], path: "Tests/WanTestSupport"),

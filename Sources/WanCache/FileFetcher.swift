@@ -86,6 +86,7 @@ public final class FileFetcher: @unchecked Sendable {
     private let persistLock = NSLock()
     private var unsyncedBytes: Int64 = 0   // guarded by persistLock
     private var lastSync = Date()          // guarded by persistLock
+    private var syncing = false            // guarded by persistLock
 
     init(content: FileSpec, model: String, reader: FailoverReader, settings: CacheEngine.Settings, resolver: ModelResolver,
          locks: LockManager, state: StateStore?, scheduler: FetchScheduler) {
@@ -359,42 +360,54 @@ public final class FileFetcher: @unchecked Sendable {
 
     /// Appends `range` to the map right away: its bytes were written before (kill -9 can
     /// never leave the map claiming bytes that are not in the file). The data is synced to
-    /// the disk every `persistBytes` or second, so after a power loss the map is at most
-    /// that far ahead of the disk — and verification catches what it claims wrongly.
+    /// the disk every `persistBytes` or second, by one thread while the others keep going,
+    /// so after a power loss the map is at most that far ahead of the disk — and
+    /// verification catches what it claims wrongly.
     private func record(_ range: Range<Int64>, file: OpenFile) {
         persistLock.lock()
-        defer { persistLock.unlock() }
         condition.lock()
         let log = self.log
         condition.unlock()
-        guard let log else { return }
+        guard let log else {
+            persistLock.unlock()
+            return
+        }
         try? log.append([range])
         unsyncedBytes += Int64(range.count)
-        if unsyncedBytes >= settings.persistBytes || Date().timeIntervalSince(lastSync) >= 1 {
-            syncLocked(file: file, log: log)
-        }
+        let due = !syncing && (unsyncedBytes >= settings.persistBytes || Date().timeIntervalSince(lastSync) >= 1)
+        if due { syncing = true }
+        persistLock.unlock()
+        if due { sync(file: file, log: log) }
     }
 
     /// Syncs the partial file and compacts the map (job ends, idle, commit).
     private func persist() {
         persistLock.lock()
-        defer { persistLock.unlock() }
         condition.lock()
         let file = data
         let log = self.log
         condition.unlock()
-        guard let file, let log else { return }
-        syncLocked(file: file, log: log)
+        let run = !syncing
+        if run { syncing = true }
+        persistLock.unlock()
+        guard run, let file, let log else { return }
+        sync(file: file, log: log)
     }
 
-    private func syncLocked(file: OpenFile, log: RangeMapLog) {
-        try? file.descriptor.syncData()
+    /// fdatasync outside the lock (appends go on meanwhile), then compaction under it.
+    private func sync(file: OpenFile, log: RangeMapLog) {
+        persistLock.lock()
         unsyncedBytes = 0
-        lastSync = Date()
+        persistLock.unlock()
+        try? file.descriptor.syncData()
         condition.lock()
         let ranges = present
         condition.unlock()
+        persistLock.lock()
         try? log.compactIfLarge(ranges, size: content.size, sha256: content.sha256)
+        lastSync = Date()
+        syncing = false
+        persistLock.unlock()
     }
 
     // MARK: - Whole-file hashing
