@@ -476,23 +476,26 @@ public final class FileFetcher: @unchecked Sendable {
         try FileSystem.createDirectories((blobPath as NSString).deletingLastPathComponent)
         try FileSystem.rename(partialPath, to: blobPath)
         try? FileSystem.unlink(mapPath)
+        // The history is written before waiters wake: a CLI that exits right after must not lose it.
+        condition.lock()
+        let fetched = fetchedBytes
+        let started = fetchStarted
+        let source = lastSource
+        condition.unlock()
         try? state?.setFileState(nil, sha256: content.sha256)
+        if fetched > 0 {
+            try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256, source: source, bytes: fetched,
+                                             duration: started.map { Date().timeIntervalSince($0) } ?? 0, outcome: "completed"))
+        }
         condition.lock()
         phase = .complete
         data = nil
         log = nil
         present = RangeSet([0..<content.size])
-        let fetched = fetchedBytes
-        let started = fetchStarted
-        let source = lastSource
         ownership?.release()
         ownership = nil
         condition.broadcast()
         condition.unlock()
-        if fetched > 0 {
-            try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256, source: source, bytes: fetched,
-                                             duration: started.map { Date().timeIntervalSince($0) } ?? 0, outcome: "completed"))
-        }
     }
 
     /// Moves the bad bytes aside and starts over without the sources that served them; when
@@ -504,6 +507,17 @@ public final class FileFetcher: @unchecked Sendable {
         try? FileSystem.unlink(mapPath)
         condition.lock()
         let culprits = servedBy
+        let fetched = fetchedBytes
+        let remaining = reader.backends.filter { !excluded.contains($0.displayName) && !culprits.contains($0.displayName) }
+        condition.unlock()
+        // Recorded before anyone is woken: a CLI that exits on the error must leave the mark behind.
+        let mismatch = OrchestratorError.checksumMismatch(path: content.path, expected: content.sha256, actual: actual)
+        try? state?.setFileState(remaining.isEmpty ? .corrupt : nil, sha256: content.sha256,
+                                 detail: "\(mismatch); served by \(culprits.sorted().joined(separator: ", "))")
+        try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256,
+                                         source: culprits.sorted().joined(separator: ","), bytes: fetched, duration: 0,
+                                         outcome: "corrupt", error: mismatch.description))
+        condition.lock()
         excluded.formUnion(culprits)
         servedBy = []
         present = RangeSet()
@@ -512,8 +526,6 @@ public final class FileFetcher: @unchecked Sendable {
         hashedUpTo = 0
         data = nil
         log = nil
-        let remaining = reader.backends.filter { !excluded.contains($0.displayName) }
-        let mismatch = OrchestratorError.checksumMismatch(path: content.path, expected: content.sha256, actual: actual)
         if remaining.isEmpty {
             phase = .corrupt
             terminalError = mismatch
@@ -526,11 +538,6 @@ public final class FileFetcher: @unchecked Sendable {
         }
         condition.broadcast()
         condition.unlock()
-        try? state?.setFileState(remaining.isEmpty ? .corrupt : nil, sha256: content.sha256,
-                                 detail: "\(mismatch); served by \(culprits.sorted().joined(separator: ", "))")
-        try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256,
-                                         source: culprits.sorted().joined(separator: ","), bytes: fetchedBytes, duration: 0,
-                                         outcome: "corrupt", error: mismatch.description))
     }
 
     // MARK: - Ownership across processes (condition held)
