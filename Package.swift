@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "wan", targets: ["wan"]),
+        .executable(name: "mount.wanfs", targets: ["mount.wanfs"]),
         .executable(name: "wan-bench", targets: ["wan-bench"]),
     ],
     dependencies: [
@@ -30,12 +31,21 @@ let package = Package(
             "WanCore", "WanSystem", "WanSources",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        .target(name: "WanFS", dependencies: ["WanCore", "WanCache", "CFuse"]),
+        .target(name: "WanFS", dependencies: [
+            "WanCore", "WanSystem", "WanSources", "WanCache", "CFuse",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "wan", dependencies: [
             "WanCore", "WanSystem", "WanSources", "WanCache", "WanFS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // mount(8) helper: `mount -t wanfs`, fstab, systemd. A synchronous main, because it forks.
+        .executableTarget(name: "mount.wanfs", dependencies: [
+            "WanFS", "WanCore", "WanSystem",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/mount-wanfs"),
 
         // Benchmark driver (bench/run.sh): reads through the engine, times it.
         .executableTarget(name: "wan-bench", dependencies: ["WanSources", "WanCore", "WanSystem"], path: "bench/Sources/wan-bench"),

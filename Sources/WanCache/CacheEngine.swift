@@ -59,6 +59,13 @@ public final class CacheEngine: @unchecked Sendable {
 
     deinit { scheduler.stop() }
 
+    /// Stops fetching: partial files are synced and their maps recorded, workers exit once
+    /// their current request ends. Everything fetched so far is kept for the next run.
+    public func shutdown() {
+        scheduler.stop(discardingQueued: true)
+        for fetcher in liveFetchers() { fetcher.suspend() }
+    }
+
     /// Configuration and manifest from the environment and an optional config file (`from_config`).
     public static func fromConfig(configPath: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CacheEngine {
         let config = try OrchestratorConfig.load(environment: environment, configPath: configPath)
@@ -91,12 +98,20 @@ public final class CacheEngine: @unchecked Sendable {
         let state = try? self.state()
         return fetchers.withLock { table in
             if let existing = table[file.sha256] { return existing }
+            // Once verified, the content is linked into the model that asked for it (the mount
+            // fetches lazily; this is what makes the model directory and GC see it).
+            let target = resolver.localDir(spec) + "/" + file.path
             let fetcher = FileFetcher(content: file, model: modelKey(spec), reader: reader, settings: settings, resolver: resolver,
-                                      locks: locks, state: state, scheduler: scheduler)
+                                      locks: locks, state: state, scheduler: scheduler) { [weak self] blob in
+                try? self?.link(blob: blob, to: target)
+            }
             table[file.sha256] = fetcher
             return fetcher
         }
     }
+
+    /// Every fetcher of this process (for live status).
+    public func liveFetchers() -> [FileFetcher] { fetchers.withLock { Array($0.values) } }
 
     /// The live fetcher for a content, if this process has one.
     public func liveFetcher(sha256: String) -> FileFetcher? { fetchers.withLock { $0[sha256] } }

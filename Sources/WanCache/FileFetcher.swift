@@ -54,6 +54,8 @@ public final class FileFetcher: @unchecked Sendable {
     let locks: LockManager
     let state: StateStore?
     let scheduler: FetchScheduler
+    /// Called with the blob's path once the content is committed (the engine links it into the model).
+    let onCommit: (@Sendable (String) -> Void)?
 
     var partialPath: String { resolver.tmpDir + "/" + content.sha256 + ".part" }
     var mapPath: String { resolver.tmpDir + "/" + content.sha256 + ".map" }
@@ -64,13 +66,17 @@ public final class FileFetcher: @unchecked Sendable {
     // Guarded by `condition`:
     private var present = RangeSet()
     private var inFlight = Set<Int>()
+    /// The queued job of each in-flight block, so a demand read can promote it.
+    private var tickets: [Int: FetchTicket] = [:]
+    /// The blob, opened once the file is complete (the warm path reads from it).
+    private var blobFile: SharedDescriptor?
     private var blockErrors: [Int: (error: any Error, at: Date)] = [:]
     private var phase: Phase = .partial
     private var terminalError: (any CodedError)?
     private var generation = 0
     private var waiters = 0
     private var ownership: LockManager.Lock?
-    private var data: OpenFile?
+    private var data: SharedDescriptor?
     private var log: RangeMapLog?
     private var excluded = Set<String>()
     private var servedBy = Set<String>()
@@ -89,7 +95,7 @@ public final class FileFetcher: @unchecked Sendable {
     private var syncing = false            // guarded by persistLock
 
     init(content: FileSpec, model: String, reader: FailoverReader, settings: CacheEngine.Settings, resolver: ModelResolver,
-         locks: LockManager, state: StateStore?, scheduler: FetchScheduler) {
+         locks: LockManager, state: StateStore?, scheduler: FetchScheduler, onCommit: (@Sendable (String) -> Void)? = nil) {
         self.content = content
         self.model = model
         self.reader = reader
@@ -98,6 +104,7 @@ public final class FileFetcher: @unchecked Sendable {
         self.locks = locks
         self.state = state
         self.scheduler = scheduler
+        self.onCommit = onCommit
         if let chunkSize = content.chunkSize, content.chunks != nil {
             blockSize = chunkSize
         } else {
@@ -162,16 +169,32 @@ public final class FileFetcher: @unchecked Sendable {
         let end = min(content.size, offset + Int64(buffer.count))
         guard offset < end else { return 0 }
         try require(offset..<end, priority: priority, timeout: timeout, cancel: cancel)
-        let file = try readFile()
+        let file = try servingFile()
         return try file.descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(end - offset)]), at: offset)
     }
 
+    /// Waits until `range` is servable and returns the file that holds it (the blob once
+    /// complete, else the partial file): the mount replies straight from that descriptor.
+    public func prepareRead(_ range: Range<Int64>, priority: FetchPriority = .demand, timeout: Double,
+                            cancel: CancellationToken = .none) throws -> SharedDescriptor {
+        try require(range, priority: priority, timeout: timeout, cancel: cancel)
+        return try servingFile()
+    }
+
     /// The open file to serve reads from: the blob once complete, else the partial file.
-    private func readFile() throws -> OpenFile {
+    private func servingFile() throws -> SharedDescriptor {
         condition.lock()
         defer { condition.unlock() }
         if phase != .complete, let data { return data }
-        return OpenFile(try FileDescriptor.open(phase == .complete ? blobPath : partialPath, .readOnly))
+        if phase == .complete, let blobFile { return blobFile }
+        let opened = SharedDescriptor(try FileDescriptor.open(phase == .complete ? blobPath : partialPath, .readOnly))
+        if phase == .complete { blobFile = opened }
+        return opened
+    }
+
+    /// Syncs what has arrived and records it (shutdown); the fetch can resume later.
+    public func suspend() {
+        persist()
     }
 
     // MARK: - Waiting
@@ -245,11 +268,15 @@ public final class FileFetcher: @unchecked Sendable {
             let span = blockRange(first).lowerBound..<blockRange(last).upperBound
             let blocks = run
             run = []
-            scheduler.submit(priority) { [self] in fetch(span, blocks: blocks) }
+            let ticket = scheduler.submit(priority) { [self] in fetch(span, blocks: blocks) }
+            for block in blocks { tickets[block] = ticket }
         }
         for block in blocks(in: range) {
             var failedRecently = false
             if let since, let entry = blockErrors[block] { failedRecently = entry.at >= since }
+            if inFlight.contains(block), let ticket = tickets[block], ticket.priority > priority {
+                scheduler.promote(ticket, to: priority)   // a reader waits: it must not queue behind prefetch
+            }
             if inFlight.contains(block) || present.contains(blockRange(block)) || failedRecently {
                 flush()
                 continue
@@ -288,6 +315,7 @@ public final class FileFetcher: @unchecked Sendable {
             condition.lock()
             for block in blocks {
                 inFlight.remove(block)
+                tickets[block] = nil
                 blockErrors[block] = nil
             }
             condition.broadcast()
@@ -302,6 +330,7 @@ public final class FileFetcher: @unchecked Sendable {
             condition.lock()
             for block in blocks {
                 inFlight.remove(block)
+                tickets[block] = nil
                 if !present.contains(blockRange(block)) { blockErrors[block] = (error, Date()) }
             }
             condition.broadcast()
@@ -318,7 +347,7 @@ public final class FileFetcher: @unchecked Sendable {
     }
 
     /// A block of a job is on disk: verify it (with chunk digests), then make it servable.
-    private func blockArrived(_ range: Range<Int64>, source: String, file: OpenFile, generation expected: Int) throws {
+    private func blockArrived(_ range: Range<Int64>, source: String, file: SharedDescriptor, generation expected: Int) throws {
         if let digests = content.chunks {   // then the sink reports whole chunks
             let block = Int(range.lowerBound / blockSize)
             let digest = try Self.hash(file.descriptor, range)
@@ -363,7 +392,7 @@ public final class FileFetcher: @unchecked Sendable {
     /// the disk every `persistBytes` or second, by one thread while the others keep going,
     /// so after a power loss the map is at most that far ahead of the disk — and
     /// verification catches what it claims wrongly.
-    private func record(_ range: Range<Int64>, file: OpenFile) {
+    private func record(_ range: Range<Int64>, file: SharedDescriptor) {
         persistLock.lock()
         condition.lock()
         let log = self.log
@@ -395,7 +424,7 @@ public final class FileFetcher: @unchecked Sendable {
     }
 
     /// fdatasync outside the lock (appends go on meanwhile), then compaction under it.
-    private func sync(file: OpenFile, log: RangeMapLog) {
+    private func sync(file: SharedDescriptor, log: RangeMapLog) {
         persistLock.lock()
         unsyncedBytes = 0
         persistLock.unlock()
@@ -487,6 +516,7 @@ public final class FileFetcher: @unchecked Sendable {
             try? state?.recordDownload(.init(model: model, path: content.path, sha256: content.sha256, source: source, bytes: fetched,
                                              duration: started.map { Date().timeIntervalSince($0) } ?? 0, outcome: "completed"))
         }
+        onCommit?(blobPath)
         condition.lock()
         phase = .complete
         data = nil
@@ -568,7 +598,7 @@ public final class FileFetcher: @unchecked Sendable {
             if try fd.info().size != content.size { try fd.truncate(to: content.size) }
             let (log, recorded) = try RangeMapLog.open(path: mapPath, size: content.size, sha256: content.sha256)
             for range in recorded.ranges { present.insert(range) }
-            data = OpenFile(fd)
+            data = SharedDescriptor(fd)
             self.log = log
         } catch {
             fd.close()
@@ -600,7 +630,7 @@ public final class FileFetcher: @unchecked Sendable {
         let before = present.count
         for range in recorded.ranges { present.insert(range) }
         if present.count != before {
-            if data == nil { data = (try? FileDescriptor.open(partialPath, .readOnly)).map(OpenFile.init) }
+            if data == nil { data = (try? FileDescriptor.open(partialPath, .readOnly)).map(SharedDescriptor.init) }
             condition.broadcast()
         }
     }
@@ -613,10 +643,11 @@ extension Range where Bound == Int64 {
     }
 }
 
-/// An open descriptor closed when the last user lets go, so a fetch job still writing can
-/// never see its descriptor closed (and its number reused) under it.
-final class OpenFile: @unchecked Sendable {
-    let descriptor: FileDescriptor
+/// An open descriptor closed when the last user lets go, so a fetch job still writing (or
+/// a FUSE reply still splicing) can never see its descriptor closed, and its number reused,
+/// under it.
+public final class SharedDescriptor: @unchecked Sendable {
+    public let descriptor: FileDescriptor
     init(_ descriptor: FileDescriptor) { self.descriptor = descriptor }
     deinit { descriptor.close() }
 }

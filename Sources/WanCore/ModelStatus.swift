@@ -88,6 +88,19 @@ public struct ModelStatus: Sendable, Equatable, Codable {
         case files
     }
 
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelID = try c.decode(String.self, forKey: .modelID)
+        variant = try c.decodeIfPresent(String.self, forKey: .variant)
+        state = try c.decode(ModelState.self, forKey: .state)
+        bytesTotal = try c.decode(Int64.self, forKey: .bytesTotal)
+        bytesPresent = try c.decode(Int64.self, forKey: .bytesPresent)
+        bytesNeeded = try c.decode(Int64.self, forKey: .bytesNeeded)
+        missingFiles = try c.decode([String].self, forKey: .missingFiles)
+        lastVerified = try c.decodeIfPresent(Date.self, forKey: .lastVerified)
+        files = try c.decodeIfPresent([FileStatus].self, forKey: .files) ?? []
+    }
+
     /// Encodes `variant` and `last_verified` as explicit nulls, and `files` only when non-empty.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)

@@ -132,6 +132,32 @@ enum Sys {
         _ = try syscall("mkdir", path: path) { Glibc.mkdir(path, mode) }
     }
 
+    static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        _ = try syscall("pipe") { Glibc.pipe(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    static func fork() throws(SystemError) -> Int32 {
+        try syscall("fork") { Glibc.fork() }
+    }
+
+    static func setsid() {
+        _ = Glibc.setsid()
+    }
+
+    static func dup2(_ from: Int32, _ to: Int32) throws(SystemError) {
+        _ = try syscall("dup2") { Glibc.dup2(from, to) }
+    }
+
+    static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+        try syscall("write") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
     static func access(_ path: String, _ mode: Int32) -> Bool {
         Glibc.access(path, mode) == 0
     }

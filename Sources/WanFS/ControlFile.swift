@@ -1,0 +1,53 @@
+import Foundation
+import WanCore
+
+/// Generated files under `/.wanfs/` that let tools see the live mount.
+enum ControlFile: String, CaseIterable, Sendable {
+    /// `{"mount": {...}, "models": [ModelStatus...], "fetches": [...]}`, made when opened.
+    case status
+    /// What is mounted: MODELS_ROOT, the manifest, the mount options.
+    case mount
+
+    var name: String { rawValue + ".json" }
+}
+
+/// What `/.wanfs/mount.json` holds (and the `mount` part of `status.json`).
+public struct MountDescription: Codable, Sendable, Equatable {
+    public let modelsRoot: String
+    public let manifest: String
+    public let mountpoint: String
+    public let pid: Int32
+    public let verify: String
+    public let started: Date
+
+    enum CodingKeys: String, CodingKey {
+        case modelsRoot = "models_root"
+        case manifest, mountpoint, pid, verify, started
+    }
+}
+
+/// What `/.wanfs/status.json` holds.
+public struct MountStatus: Codable, Sendable {
+    public struct Fetch: Codable, Sendable {
+        public let sha256: String
+        public let path: String
+        public let model: String
+        public let phase: String
+        public let bytesPresent: Int64
+        public let size: Int64
+        public let inFlightBlocks: Int
+        public let source: String?
+
+        enum CodingKeys: String, CodingKey {
+            case sha256, path, model, phase
+            case bytesPresent = "bytes_present"
+            case size
+            case inFlightBlocks = "in_flight_blocks"
+            case source
+        }
+    }
+
+    public let mount: MountDescription
+    public let models: [ModelStatus]
+    public let fetches: [Fetch]
+}

@@ -1,0 +1,319 @@
+import CFuse
+import Foundation
+import Glibc
+import Logging
+import WanSystem
+
+/// The thin FUSE adapter: libfuse's low-level API on one side, ``WanFileSystem`` on the
+/// other. Every callback translates a kernel request into one filesystem call and its
+/// result (or errno) into one reply; nothing else happens here.
+///
+/// Requests are served by libfuse's multi-threaded loop; a read that waits for the network
+/// blocks only its own worker thread.
+public final class FuseSession: @unchecked Sendable {
+    /// What travels through `fuse_req_userdata`.
+    final class Context: @unchecked Sendable {
+        let fs: WanFileSystem
+        let maxRead: Int
+        let logger: Logger
+        init(fs: WanFileSystem, maxRead: Int, logger: Logger) {
+            self.fs = fs
+            self.maxRead = maxRead
+            self.logger = logger
+        }
+    }
+
+    public let mountpoint: String
+    private let context: Context
+    private var session: OpaquePointer?
+    private var mounted = false
+
+    /// Seconds the kernel may cache names and attributes (the tree is static for the mount's life).
+    static let cacheSeconds = 3600.0
+
+    /// Creates the session (nothing is mounted yet).
+    ///
+    /// - Parameters:
+    ///   - options: kernel/libfuse mount options (`allow_other`, ...); `ro`, `fsname`,
+    ///     `subtype`, `default_permissions` and `max_read` are always added.
+    public init(fs: WanFileSystem, mountpoint: String, options: [String] = [], maxRead: Int = 1 << 20, debug: Bool = false,
+                logger: Logger = Logger(label: "wanfs")) throws {
+        self.mountpoint = mountpoint
+        self.context = Context(fs: fs, maxRead: maxRead, logger: logger)
+        let mountOptions = ["ro", "fsname=wanfs", "subtype=wanfs", "default_permissions", "max_read=\(maxRead)"] + options
+        var arguments = ["mount.wanfs", "-o", mountOptions.joined(separator: ",")]
+        if debug { arguments.append("-d") }
+        var cStrings = arguments.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        var args = cStrings.withUnsafeMutableBufferPointer { wan_fuse_args(Int32(arguments.count), $0.baseAddress) }
+        var operations = FuseSession.operations()
+        session = fuse_session_new(&args, &operations, MemoryLayout<fuse_lowlevel_ops>.size,
+                                   Unmanaged.passUnretained(context).toOpaque())
+        fuse_opt_free_args(&args)
+        guard session != nil else {
+            throw FSError(EINVAL, "libfuse refused the session options \(mountOptions.joined(separator: ","))")
+        }
+    }
+
+    deinit {
+        if let session {
+            if mounted { fuse_session_unmount(session) }
+            fuse_session_destroy(session)
+        }
+    }
+
+    /// Mounts at `mountpoint` and installs the SIGTERM/SIGINT/SIGHUP handlers that end the loop.
+    public func mount() throws {
+        guard let session else { return }
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw FSError(EIO, "cannot mount at \(mountpoint) (is /dev/fuse usable, and the mountpoint an empty directory not already mounted?)")
+        }
+        mounted = true
+        _ = fuse_set_signal_handlers(session)
+    }
+
+    /// Serves requests until the filesystem is unmounted or a signal ends the loop; then unmounts.
+    @discardableResult
+    public func run(maxThreads: Int = 64) -> Int32 {
+        guard let session else { return -1 }
+        let config = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(config) }
+        fuse_loop_cfg_set_max_threads(config, UInt32(maxThreads))
+        fuse_loop_cfg_set_idle_threads(config, 16)
+        let status = wan_fuse_session_loop_mt(session, config)
+        fuse_remove_signal_handlers(session)
+        if mounted {
+            fuse_session_unmount(session)
+            mounted = false
+        }
+        return status
+    }
+
+    /// Ends the loop (from another thread).
+    public func exit() {
+        if let session { fuse_session_exit(session) }
+    }
+
+    // MARK: - The operation table
+
+    static func context(_ req: fuse_req_t?) -> Context {
+        Unmanaged<Context>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+
+    static func operations() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { userdata, conn in
+            guard let conn, let userdata else { return }
+            let context = Unmanaged<Context>.fromOpaque(userdata).takeUnretainedValue()
+            // max_read must be set here as well as in the mount options, or the session dies (EPROTO).
+            conn.pointee.max_read = UInt32(context.maxRead)
+            conn.pointee.max_readahead = UInt32.max   // the kernel keeps the smaller of ours and its own
+            conn.pointee.max_background = 64
+            conn.pointee.congestion_threshold = 48
+            let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
+                | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS)
+            conn.pointee.want |= wanted & conn.pointee.capable
+        }
+        ops.lookup = { req, parent, name in
+            guard let name else { fuse_reply_err(req, EINVAL); return }
+            let fs = FuseSession.context(req).fs
+            do throws(FSError) {
+                var entry = FuseSession.entry(try fs.lookup(parent: UInt64(parent), name: String(cString: name)), fs)
+                fuse_reply_entry(req, &entry)
+            } catch {
+                fuse_reply_err(req, error.errno)
+            }
+        }
+        ops.forget = { req, _, _ in fuse_reply_none(req) }   // the table is static: nothing to forget
+        ops.forget_multi = { req, _, _ in fuse_reply_none(req) }
+        ops.getattr = { req, ino, _ in
+            let fs = FuseSession.context(req).fs
+            do throws(FSError) {
+                var attributes = FuseSession.stat(try fs.attributes(UInt64(ino)), fs)
+                fuse_reply_attr(req, &attributes, FuseSession.cacheSeconds)
+            } catch {
+                fuse_reply_err(req, error.errno)
+            }
+        }
+        ops.opendir = { req, ino, fi in
+            let fs = FuseSession.context(req).fs
+            guard let attributes = try? fs.attributes(UInt64(ino)) else { fuse_reply_err(req, ENOENT); return }
+            guard attributes.isDirectory else { fuse_reply_err(req, ENOTDIR); return }
+            if let fi {
+                wan_fi_set_cache_readdir(fi, 1)
+                wan_fi_set_keep_cache(fi, 1)
+            }
+            fuse_reply_open(req, fi)
+        }
+        ops.releasedir = { req, _, _ in fuse_reply_err(req, 0) }
+        ops.readdir = { req, ino, size, offset, _ in FuseSession.readdir(req, ino, size, offset, plus: false) }
+        ops.readdirplus = { req, ino, size, offset, _ in FuseSession.readdir(req, ino, size, offset, plus: true) }
+        ops.open = { req, ino, fi in
+            guard let fi else { fuse_reply_err(req, EINVAL); return }
+            let context = FuseSession.context(req)
+            do throws(FSError) {
+                let reply = try context.fs.open(UInt64(ino), flags: fi.pointee.flags)
+                fi.pointee.fh = reply.handle
+                wan_fi_set_keep_cache(fi, reply.keepCache ? 1 : 0)
+                wan_fi_set_direct_io(fi, reply.directIO ? 1 : 0)
+                if fuse_reply_open(req, fi) != 0 { context.fs.release(handle: reply.handle) }
+            } catch {
+                if error.errno == EIO { context.logger.error("open inode \(ino): \(error)") }
+                fuse_reply_err(req, error.errno)
+            }
+        }
+        ops.read = { req, _, size, offset, fi in
+            guard let fi else { fuse_reply_err(req, EBADF); return }
+            let context = FuseSession.context(req)
+            do throws(FSError) {
+                switch try context.fs.read(handle: fi.pointee.fh, offset: Int64(offset), size: size) {
+                case .file(let file, let at, let count):
+                    // Spliced from the blob or partial file when possible; `file` stays open until the reply is sent.
+                    withExtendedLifetime(file) {
+                        _ = wan_fuse_reply_fd(req, file.descriptor.rawValue, off_t(at), count, 1)
+                    }
+                case .bytes(let bytes):
+                    bytes.withUnsafeBufferPointer { buffer in
+                        _ = buffer.withMemoryRebound(to: CChar.self) { fuse_reply_buf(req, $0.baseAddress, $0.count) }
+                    }
+                }
+            } catch {
+                context.logger.error("read: \(error)")
+                fuse_reply_err(req, error.errno)
+            }
+        }
+        ops.release = { req, _, fi in
+            if let fi { FuseSession.context(req).fs.release(handle: fi.pointee.fh) }
+            fuse_reply_err(req, 0)
+        }
+        ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
+        ops.statfs = { req, _ in
+            let fs = FuseSession.context(req).fs
+            var info = statvfs()
+            let blockSize: Int64 = 4096
+            info.f_bsize = UInt(blockSize)
+            info.f_frsize = UInt(blockSize)
+            if let space = fs.statistics() {
+                info.f_blocks = fsblkcnt_t(space.totalBytes / blockSize)
+                info.f_bfree = fsblkcnt_t(space.freeBytes / blockSize)
+                info.f_bavail = fsblkcnt_t(space.availableBytes / blockSize)
+            }
+            info.f_files = fsfilcnt_t(fs.inodeCount)
+            info.f_namemax = 255
+            fuse_reply_statfs(req, &info)
+        }
+        ops.getxattr = { req, ino, name, size in
+            guard let name else { fuse_reply_err(req, EINVAL); return }
+            let fs = FuseSession.context(req).fs
+            do throws(FSError) {
+                FuseSession.replyXattr(req, Array(try fs.extendedAttribute(UInt64(ino), name: String(cString: name)).utf8), size)
+            } catch {
+                fuse_reply_err(req, error.errno)
+            }
+        }
+        ops.listxattr = { req, ino, size in
+            let fs = FuseSession.context(req).fs
+            do throws(FSError) {
+                FuseSession.replyXattr(req, try fs.extendedAttributeNames(UInt64(ino)).flatMap { Array($0.utf8) + [0] }, size)
+            } catch {
+                fuse_reply_err(req, error.errno)
+            }
+        }
+        ops.access = { req, ino, mask in
+            let fs = FuseSession.context(req).fs
+            guard (try? fs.attributes(UInt64(ino))) != nil else { fuse_reply_err(req, ENOENT); return }
+            fuse_reply_err(req, mask & W_OK != 0 ? EROFS : 0)
+        }
+        // Everything that would change the tree: read-only.
+        ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.mkdir = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.unlink = { req, _, _ in fuse_reply_err(req, EROFS) }
+        ops.rmdir = { req, _, _ in fuse_reply_err(req, EROFS) }
+        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.link = { req, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.create = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.removexattr = { req, _, _ in fuse_reply_err(req, EROFS) }
+        return ops
+    }
+
+    // MARK: - Conversions
+
+    static func stat(_ attributes: WanFileSystem.Attributes, _ fs: WanFileSystem) -> stat {
+        var info = Glibc.stat()
+        info.st_ino = UInt(attributes.ino)
+        info.st_mode = attributes.isDirectory ? (S_IFDIR | 0o555) : (S_IFREG | 0o444)
+        info.st_nlink = UInt(attributes.links)
+        info.st_size = Int(attributes.size)
+        info.st_blocks = Int((attributes.size + 511) / 512)
+        info.st_blksize = 1 << 20
+        info.st_uid = fs.owner.uid
+        info.st_gid = fs.owner.gid
+        let seconds = Int(attributes.modified.timeIntervalSince1970)
+        info.st_mtim = timespec(tv_sec: seconds, tv_nsec: 0)
+        info.st_ctim = info.st_mtim
+        info.st_atim = info.st_mtim
+        return info
+    }
+
+    static func entry(_ attributes: WanFileSystem.Attributes, _ fs: WanFileSystem) -> fuse_entry_param {
+        var entry = fuse_entry_param()
+        entry.ino = fuse_ino_t(attributes.ino)
+        entry.generation = 1
+        entry.attr = stat(attributes, fs)
+        entry.attr_timeout = cacheSeconds
+        entry.entry_timeout = cacheSeconds
+        return entry
+    }
+
+    /// readdir and readdirplus: entries from `offset` on, as many as fit in `size` bytes.
+    static func readdir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t, plus: Bool) {
+        let fs = context(req).fs
+        let entries: [(name: String, attributes: WanFileSystem.Attributes)]
+        let this: WanFileSystem.Attributes
+        do throws(FSError) {
+            this = try fs.attributes(UInt64(ino))
+            entries = try fs.list(UInt64(ino))
+        } catch {
+            fuse_reply_err(req, error.errno)
+            return
+        }
+        let all = [(".", this), ("..", this)] + entries
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var index = Int(offset)
+        while index < all.count {
+            let (name, attributes) = all[index]
+            let added: Int = buffer.withUnsafeMutableBufferPointer { raw in
+                let start = raw.baseAddress! + used
+                if plus {
+                    var entry = self.entry(attributes, fs)
+                    if name == "." || name == ".." { entry = fuse_entry_param(); entry.attr = stat(attributes, fs) }
+                    return fuse_add_direntry_plus(req, start, size - used, name, &entry, off_t(index + 1))
+                }
+                var info = stat(attributes, fs)
+                return fuse_add_direntry(req, start, size - used, name, &info, off_t(index + 1))
+            }
+            if added > size - used { break }
+            used += added
+            index += 1
+        }
+        _ = buffer.withUnsafeBufferPointer { fuse_reply_buf(req, $0.baseAddress, used) }
+    }
+
+    /// getxattr/listxattr: the size when asked for it, ERANGE when the buffer is too small.
+    static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) {
+        if size == 0 {
+            fuse_reply_xattr(req, value.count)
+        } else if size < value.count {
+            fuse_reply_err(req, ERANGE)
+        } else {
+            _ = value.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { fuse_reply_buf(req, $0.baseAddress, $0.count) }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import Logging
+import WanCache
+import WanCore
+import WanSources
+import WanSystem
+
+/// One mount from start to clean exit: checks, the cache engine, the filesystem, the FUSE
+/// session, readiness, and on SIGTERM or `umount` a shutdown that keeps every byte fetched
+/// so far (partial files are synced and their maps recorded).
+public final class Mounter: @unchecked Sendable {
+    public let options: MountOptions
+    public let config: OrchestratorConfig
+    public let registry: ModelRegistry
+    private let logger: Logger
+
+    /// Checks everything that can be checked before mounting; throws clear errors (invalid
+    /// options, invalid manifest, missing or busy mountpoint, unusable /dev/fuse).
+    /// Creates no threads, so a caller may fork afterwards.
+    public init(options: MountOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
+                logger: Logger = Logger(label: "wanfs")) throws {
+        self.options = options
+        self.logger = logger
+        config = try options.configuration(environment: environment)
+        registry = try ModelRegistry(manifestPath: config.manifestPath)
+        try Mounter.checkMountpoint(options.mountpoint)
+        try Mounter.checkFuseDevice()
+        try FileSystem.createDirectories(options.modelsRoot)
+        try FileSystem.createDirectories(ModelResolver(modelsRoot: options.modelsRoot).stateDir)
+    }
+
+    /// Where a daemonized mount writes its log.
+    public var logPath: String { ModelResolver(modelsRoot: options.modelsRoot).stateDir + "/mount.log" }
+
+    static func checkMountpoint(_ path: String) throws {
+        guard let info = try FileSystem.info(path) else {
+            throw OrchestratorError.configInvalid(key: "mountpoint", message: "\(path) does not exist (create the directory first)")
+        }
+        guard info.kind == .directory else {
+            throw OrchestratorError.configInvalid(key: "mountpoint", message: "\(path) is not a directory")
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if let above = try FileSystem.info(parent.isEmpty ? "/" : parent), above.device != info.device, path != "/" {
+            throw OrchestratorError.configInvalid(key: "mountpoint", message: "\(path) is busy: something is already mounted there (umount it first)")
+        }
+    }
+
+    static func checkFuseDevice() throws {
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            throw OrchestratorError.configInvalid(key: "/dev/fuse", message: "missing: this machine (or container) cannot mount FUSE filesystems")
+        }
+        guard FileSystem.isAccessible("/dev/fuse", mode: R_OK | W_OK) else {
+            throw OrchestratorError.configInvalid(key: "/dev/fuse", message: "not readable and writable by this user (add it to the fuse group, or mount as root)")
+        }
+    }
+
+    /// Mounts and serves until unmounted. `ready` is called once: with nil when the mount
+    /// answers, or with the reason it could not start.
+    @discardableResult
+    public func run(ready: @escaping @Sendable (String?) -> Void) -> Int32 {
+        let engine: CacheEngine
+        let fs: WanFileSystem
+        let session: FuseSession
+        do {
+            var settings = CacheEngine.Settings(config)
+            settings.verifyMode = options.verify
+            engine = try CacheEngine(config: config, registry: registry, settings: settings)
+            var fsSettings = WanFileSystem.Settings()
+            fsSettings.maxReadahead = options.maxReadahead
+            fsSettings.hydrateOnOpen = options.hydrateOnOpen
+            // Every read is bounded: per-request timeout, times the tries.
+            fsSettings.readTimeout = config.requestTimeout * Double(config.retryAttempts + 1)
+            fsSettings.mountpoint = options.mountpoint
+            fs = WanFileSystem(engine: engine, settings: fsSettings)
+            session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
+                                      maxRead: options.maxRead, debug: options.debug, logger: logger)
+            try session.mount()
+        } catch {
+            ready("\(error)")
+            return 1
+        }
+        logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+        let mountpoint = options.mountpoint
+        Thread.detachNewThread {
+            // Ready means: the kernel answers for the mountpoint with our root. (Nothing may
+            // touch the mountpoint before the session loop runs: the kernel holds every call
+            // until FUSE INIT is answered.)
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                if let root = try? FileSystem.info(mountpoint), root.inode == 1 {
+                    Mounter.raiseKernelReadahead(root, kilobytes: 16 * 1024)
+                    ready(nil)
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            ready("the mount at \(mountpoint) did not answer within 20 s")
+        }
+        let gc = startGarbageCollection(engine)
+        let status = session.run()
+        gc?.cancel()
+        fs.shutdown()
+        engine.shutdown()
+        logger.info("unmounted \(options.mountpoint)")
+        return status
+    }
+
+    /// With `cache_max`, keeps MODELS_ROOT under it (LRU, pins and open models respected) every 10 minutes.
+    private func startGarbageCollection(_ engine: CacheEngine) -> CancellationToken? {
+        guard let limit = options.cacheMax else { return nil }
+        let stop = CancellationToken()
+        let logger = self.logger
+        Thread.detachNewThread {
+            while !stop.isCancelled {
+                if let result = try? GarbageCollector(engine: engine, maxTotalSize: limit).collect(), !result.modelsRemoved.isEmpty {
+                    logger.info("gc: removed \(result.modelsRemoved.joined(separator: ", ")), reclaimed \(result.bytesReclaimed) bytes")
+                }
+                for _ in 0..<600 where !stop.isCancelled { Thread.sleep(forTimeInterval: 1) }
+            }
+        }
+        return stop
+    }
+
+    /// The kernel reads ahead at most 128 KiB for FUSE unless the mount's backing device info
+    /// says more; as root, raise it so sequential readers send large requests.
+    static func raiseKernelReadahead(_ info: FileInfo, kilobytes: Int) {
+        let major = (info.device >> 8) & 0xfff, minor = (info.device & 0xff) | ((info.device >> 12) & 0xfff00)
+        let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
+        try? "\(kilobytes)\n".write(toFile: path, atomically: false, encoding: .utf8)
+    }
+}

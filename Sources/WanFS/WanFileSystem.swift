@@ -1,0 +1,266 @@
+import Foundation
+import Glibc
+import Synchronization
+import WanCache
+import WanCore
+import WanSources
+import WanSystem
+
+/// The filesystem itself, independent of FUSE: a read-only view of the manifest whose files
+/// are fetched on demand through the cache engine. The FUSE adapter (``FuseSession``) only
+/// translates kernel requests to these calls; tests call them directly.
+public final class WanFileSystem: @unchecked Sendable {
+    /// A file's or directory's attributes.
+    public struct Attributes: Sendable, Equatable {
+        public let ino: UInt64
+        public let isDirectory: Bool
+        public let size: Int64
+        public let links: UInt32
+        public let modified: Date
+    }
+
+    /// What a read returns: a range of an open file to reply from, or bytes.
+    public enum ReadReply: Sendable {
+        case file(SharedDescriptor, offset: Int64, count: Int)
+        case bytes([UInt8])
+    }
+
+    /// What an open returns.
+    public struct OpenReply: Sendable {
+        public let handle: UInt64
+        /// The kernel may keep its page cache across opens (the content is verified and final).
+        public let keepCache: Bool
+        /// Reads bypass the page cache (generated files whose size is not known up front).
+        public let directIO: Bool
+    }
+
+    public struct Settings: Sendable {
+        public var maxReadahead: Int64 = 256 << 20
+        public var hydrateOnOpen = false
+        /// Seconds a read may wait for its bytes before it fails with EIO.
+        public var readTimeout: Double = 120
+        public var mountpoint = ""
+        public init() {}
+    }
+
+    private struct Handle {
+        let ino: UInt64
+        let model: String?
+        let fetcher: FileFetcher?
+        let generation: Int
+        let generated: [UInt8]?
+    }
+
+    public let engine: CacheEngine
+    public let settings: Settings
+    let table: InodeTable
+    let usage: UsageRecorder
+    private let handles = Mutex<[UInt64: Handle]>([:])
+    private let nextHandle = Atomic<UInt64>(1)
+    private let trackers = Mutex<[UInt64: StreamTracker]>([:])
+    private let started = Date()
+    private let uid = getuid(), gid = getgid()
+
+    public init(engine: CacheEngine, settings: Settings = Settings()) {
+        self.engine = engine
+        self.settings = settings
+        self.table = InodeTable(registry: engine.registry)
+        self.usage = UsageRecorder(engine: engine)
+    }
+
+    /// Flushes usage counts and releases model locks (unmount).
+    public func shutdown() { usage.stop() }
+
+    public var owner: (uid: UInt32, gid: UInt32) { (uid, gid) }
+
+    // MARK: - Names and attributes (no network)
+
+    public func lookup(parent: UInt64, name: String) throws(FSError) -> Attributes {
+        guard let directory = table.node(parent) else { throw .notFound }
+        guard case .directory = directory.kind else { throw .notDirectory }
+        guard let node = table.child(of: parent, named: name) else { throw .notFound }
+        return attributes(of: node)
+    }
+
+    public func attributes(_ ino: UInt64) throws(FSError) -> Attributes {
+        guard let node = table.node(ino) else { throw .notFound }
+        return attributes(of: node)
+    }
+
+    private func attributes(of node: InodeTable.Node) -> Attributes {
+        switch node.kind {
+        case .directory:
+            let subdirectories = node.children.values.filter { if case .directory = table.node($0)?.kind { true } else { false } }.count
+            return Attributes(ino: node.ino, isDirectory: true, size: 4096, links: UInt32(2 + subdirectories), modified: started)
+        case .file(_, _, let file):
+            return Attributes(ino: node.ino, isDirectory: false, size: file.size, links: 1, modified: started)
+        case .control:
+            return Attributes(ino: node.ino, isDirectory: false, size: 0, links: 1, modified: started)
+        }
+    }
+
+    /// A directory's entries (without `.` and `..`), sorted.
+    public func list(_ ino: UInt64) throws(FSError) -> [(name: String, attributes: Attributes)] {
+        guard let node = table.node(ino) else { throw .notFound }
+        guard case .directory = node.kind else { throw .notDirectory }
+        return node.order.compactMap { name in node.children[name].flatMap(table.node).map { (name, attributes(of: $0)) } }
+    }
+
+    // MARK: - Open, read, release
+
+    public func open(_ ino: UInt64, flags: Int32) throws(FSError) -> OpenReply {
+        guard let node = table.node(ino) else { throw .notFound }
+        if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_CREAT) != 0 { throw .readOnly }
+        let id = nextHandle.add(1, ordering: .relaxed).oldValue
+        switch node.kind {
+        case .directory:
+            throw .isDirectory
+        case .control(let file):
+            handles.withLock { $0[id] = Handle(ino: ino, model: nil, fetcher: nil, generation: 0, generated: generate(file)) }
+            return OpenReply(handle: id, keepCache: false, directIO: true)
+        case .file(let model, let spec, let file):
+            let fetcher: FileFetcher
+            do { fetcher = try engine.fetcher(for: file, of: spec) } catch { throw .io("\(file.path): \(error)") }
+            let snapshot = fetcher.snapshot
+            if snapshot.phase == .corrupt { throw .io("\(file.path): \(snapshot.error ?? "CORRUPT")") }
+            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generation: snapshot.generation, generated: nil) }
+            usage.opened(model: model)
+            if settings.hydrateOnOpen && snapshot.phase == .partial {
+                fetcher.prefetch(0..<file.size, priority: .background)
+            }
+            return OpenReply(handle: id, keepCache: snapshot.phase == .complete, directIO: false)
+        }
+    }
+
+    /// Reads `size` bytes at `offset`, waiting only for the blocks that cover them. Streams
+    /// get readahead. Any failure (source outage past its timeout and retries, bytes that fail
+    /// verification, a file found corrupt after some of it was served) is EIO, never wrong bytes.
+    public func read(handle id: UInt64, offset: Int64, size: Int) throws(FSError) -> ReadReply {
+        guard let handle = handles.withLock({ $0[id] }) else { throw .badHandle }
+        if let generated = handle.generated {
+            let start = min(Int(offset), generated.count)
+            return .bytes(Array(generated[start..<min(generated.count, start + size)]))
+        }
+        guard let fetcher = handle.fetcher, let model = handle.model else { throw .badHandle }
+        let fileSize = fetcher.content.size
+        let end = min(fileSize, offset + Int64(size))
+        guard offset < end else { return .bytes([]) }
+        let snapshot = fetcher.snapshot
+        if snapshot.generation != handle.generation {
+            // The file failed verification after this handle may have been served its bytes.
+            throw .io("\(fetcher.content.path) was found corrupt and re-fetched since it was opened")
+        }
+        if snapshot.phase != .complete,
+           let ahead = tracker(handle.ino).access(offset: offset, length: end - offset, fileSize: fileSize, maxWindow: settings.maxReadahead) {
+            fetcher.prefetch(ahead, priority: .readahead)
+        }
+        do {
+            let file = try fetcher.prepareRead(offset..<end, priority: .demand, timeout: settings.readTimeout)
+            usage.read(model: model, bytes: end - offset)
+            return .file(file, offset: offset, count: Int(end - offset))
+        } catch {
+            throw .io("\(fetcher.content.path) bytes \(offset)..<\(end): \(error)")
+        }
+    }
+
+    public func release(handle id: UInt64) {
+        guard let handle = handles.withLock({ $0.removeValue(forKey: id) }) else { return }
+        if let model = handle.model { usage.closed(model: model) }
+    }
+
+    private func tracker(_ ino: UInt64) -> StreamTracker {
+        trackers.withLock { table in
+            if let tracker = table[ino] { return tracker }
+            let tracker = StreamTracker()
+            table[ino] = tracker
+            return tracker
+        }
+    }
+
+    // MARK: - Extended attributes
+
+    public static let attributeNames = ["user.wan.state", "user.wan.bytes_present", "user.wan.sha256", "user.wan.source"]
+
+    public func extendedAttributeNames(_ ino: UInt64) throws(FSError) -> [String] {
+        guard let node = table.node(ino) else { throw .notFound }
+        switch node.kind {
+        case .file: return Self.attributeNames
+        case .directory where table.isModelRoot(ino): return ["user.wan.state", "user.wan.bytes_present"]
+        default: return []
+        }
+    }
+
+    /// `user.wan.state` (one of the five states), `user.wan.bytes_present` (decimal),
+    /// `user.wan.sha256` (64 hex), `user.wan.source` (the URL that served it, no credentials).
+    public func extendedAttribute(_ ino: UInt64, name: String) throws(FSError) -> String {
+        guard let node = table.node(ino) else { throw .notFound }
+        guard try extendedAttributeNames(ino).contains(name) else { throw .noAttribute }
+        switch node.kind {
+        case .file(_, let spec, let file):
+            let status = fileStatus(file, spec: spec)
+            switch name {
+            case "user.wan.state": return status.state.rawValue
+            case "user.wan.bytes_present": return String(status.bytesPresent)
+            case "user.wan.sha256": return file.sha256
+            default: return source(of: file) ?? ""
+            }
+        default:
+            guard let spec = node.model?.spec, let status = try? engine.status(spec) else { throw .io("status unavailable") }
+            return name == "user.wan.state" ? status.state.rawValue : String(status.bytesPresent)
+        }
+    }
+
+    private func fileStatus(_ file: FileSpec, spec: ModelSpec) -> FileStatus {
+        let status = try? engine.status(spec.with(variant: spec.variant, files: [file]))
+        return status?.files.first ?? FileStatus(path: file.path, size: file.size, sha256: file.sha256, optional: file.optional,
+                                                 state: .notPresent, bytesPresent: 0)
+    }
+
+    private func source(of file: FileSpec) -> String? {
+        if let live = engine.liveFetcher(sha256: file.sha256)?.snapshot.lastSource { return live }
+        guard let state = (try? engine.state(create: false)) ?? nil, let history = try? state.downloads() else { return nil }
+        return history.first { $0.sha256 == file.sha256 && $0.outcome == "completed" }?.source
+    }
+
+    // MARK: - Generated files
+
+    var description: MountDescription {
+        MountDescription(modelsRoot: engine.resolver.modelsRoot, manifest: engine.registry.manifestPath,
+                         mountpoint: settings.mountpoint, pid: getpid(), verify: engine.settings.verifyMode.rawValue, started: started)
+    }
+
+    private func generate(_ file: ControlFile) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        let data: Data?
+        switch file {
+        case .mount:
+            data = try? encoder.encode(description)
+        case .status:
+            var models: [ModelStatus] = []
+            for model in engine.registry.manifest.models {
+                for variant in model.variants.isEmpty ? [nil] : model.variants.map(Optional.some) {
+                    if let status = try? engine.status(model.narrowed(to: variant)) { models.append(status) }
+                }
+            }
+            let fetches = engine.liveFetchers().map { fetcher in
+                let s = fetcher.snapshot
+                return MountStatus.Fetch(sha256: fetcher.content.sha256, path: fetcher.content.path, model: fetcher.model,
+                                         phase: s.phase.rawValue, bytesPresent: s.bytesPresent, size: s.size,
+                                         inFlightBlocks: s.inFlightBlocks, source: s.lastSource)
+            }.sorted { $0.path < $1.path }
+            data = try? encoder.encode(MountStatus(mount: description, models: models, fetches: fetches))
+        }
+        return Array((data ?? Data("{}".utf8)) + Data("\n".utf8))
+    }
+
+    // MARK: - Filesystem statistics
+
+    /// The space of the filesystem that holds MODELS_ROOT (what the cache can still grow into).
+    public func statistics() -> FileSystemSpace? {
+        try? FileSystem.space(at: engine.resolver.modelsRoot)
+    }
+
+    public var inodeCount: Int { table.nodes.count }
+}
