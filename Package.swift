@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "WanSystemTests", dependencies: ["WanSystem"]),
         .testTarget(name: "WanSourcesTests", dependencies: ["WanSources", "WanSystem", "WanTestSupport"]),
         .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport"]),
-        .testTarget(name: "WanFSTests", dependencies: ["WanFS"]),
+        .testTarget(name: "WanFSTests", dependencies: ["WanFS", "WanCache", "WanCore", "WanTestSupport", "mount.wanfs", "wan"]),
         .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore", "WanTestSupport"]),
     ]
 )

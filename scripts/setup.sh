@@ -22,7 +22,7 @@ if ((${#missing[@]})); then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-pip_packages=(numpy)
+pip_packages=(numpy safetensors)
 if ((want_tests)); then pip_packages+=(pytest); fi
 python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root'" >&2 || true
 

@@ -336,6 +336,7 @@ public final class FileFetcher: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
             persist()   // blocks that did arrive before the failure stay recorded
+            rejectCorruptSources(error)
             condition.lock()
             releaseOwnershipIfIdle()
             condition.unlock()
@@ -566,6 +567,27 @@ public final class FileFetcher: @unchecked Sendable {
                 self.ownership = nil
             }
         }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// A chunk failed its digest: the sources that served it are not asked again, and when
+    /// no source is left the file is CORRUPT (recorded before waiters wake), as after a
+    /// whole-file mismatch. Nothing of the bad chunk was recorded or served.
+    private func rejectCorruptSources(_ error: any Error) {
+        guard content.chunks != nil, let failed = error as? AllSourcesFailedError else { return }
+        let culprits = Set(failed.failures.filter { $0.kind == .corrupt }.map(\.source))
+        guard !culprits.isEmpty else { return }
+        condition.lock()
+        excluded.formUnion(culprits)
+        let remaining = reader.backends.filter { !excluded.contains($0.displayName) }
+        condition.unlock()
+        guard remaining.isEmpty else { return }
+        let mismatch = OrchestratorError.checksumMismatch(path: content.path, expected: "the manifest's chunk digests", actual: "a chunk that differs")
+        try? state?.setFileState(.corrupt, sha256: content.sha256, detail: "\(failed)")
+        condition.lock()
+        phase = .corrupt
+        terminalError = mismatch
         condition.broadcast()
         condition.unlock()
     }

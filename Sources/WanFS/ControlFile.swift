@@ -1,5 +1,7 @@
 import Foundation
+import Glibc
 import WanCore
+import WanSystem
 
 /// Generated files under `/.wanfs/` that let tools see the live mount.
 enum ControlFile: String, CaseIterable, Sendable {
@@ -50,4 +52,22 @@ public struct MountStatus: Codable, Sendable {
     public let mount: MountDescription
     public let models: [ModelStatus]
     public let fetches: [Fetch]
+}
+
+extension MountStatus {
+    /// The live status of the wanfs mount at `mountpoint`, read from its `.wanfs/status.json`;
+    /// nil when `mountpoint` is not a wanfs mount.
+    public static func read(mountpoint: String) throws(SystemError) -> MountStatus? {
+        let path = mountpoint + "/.wanfs/" + ControlFile.status.name
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SystemError(errno: EIO, operation: "read the mount's status", path: path)
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard let status = try? decoder.decode(MountStatus.self, from: data) else {
+            throw SystemError(errno: EPROTO, operation: "decode the mount's status", path: path)
+        }
+        return status
+    }
 }

@@ -42,7 +42,8 @@ public struct MountOptions: Sendable, Equatable {
     }
 
     /// Options fstab and mount(8) pass that mean nothing to wanfs (accepted, ignored).
-    static let ignored: Set<String> = ["ro", "defaults", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail",
+    /// (`rw` too: mount(8) passes it by default; wanfs stays read-only and writes get EROFS.)
+    static let ignored: Set<String> = ["ro", "rw", "defaults", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail",
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
@@ -122,7 +123,6 @@ public struct MountOptions: Sendable, Equatable {
             }
         case "max_read": maxRead = Int(try size(key, try need()))
         case "debug": debug = true
-        case "rw": throw invalid(key, "wanfs is read-only; use ro (the default)")
         default:
             if Self.ignored.contains(key) || key.hasPrefix("x-") || key == "comment" { return }
             if sloppy { return }

@@ -47,8 +47,11 @@ public final class WanFileSystem: @unchecked Sendable {
         let ino: UInt64
         let model: String?
         let fetcher: FileFetcher?
-        let generation: Int
         let generated: [UInt8]?
+        /// Set once this handle was served bytes not yet verified (verify=lazy, no chunk
+        /// digests): the fetch generation they came from. If that generation is later found
+        /// corrupt, every further read of the handle fails.
+        var unverifiedGeneration: Int?
     }
 
     public let engine: CacheEngine
@@ -116,14 +119,19 @@ public final class WanFileSystem: @unchecked Sendable {
         case .directory:
             throw .isDirectory
         case .control(let file):
-            handles.withLock { $0[id] = Handle(ino: ino, model: nil, fetcher: nil, generation: 0, generated: generate(file)) }
+            handles.withLock { $0[id] = Handle(ino: ino, model: nil, fetcher: nil, generated: generate(file)) }
             return OpenReply(handle: id, keepCache: false, directIO: true)
         case .file(let model, let spec, let file):
             let fetcher: FileFetcher
             do { fetcher = try engine.fetcher(for: file, of: spec) } catch { throw .io("\(file.path): \(error)") }
-            let snapshot = fetcher.snapshot
+            var snapshot = fetcher.snapshot
             if snapshot.phase == .corrupt { throw .io("\(file.path): \(snapshot.error ?? "CORRUPT")") }
-            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generation: snapshot.generation, generated: nil) }
+            if file.size == 0 && snapshot.phase != .complete {
+                // Nothing to read, so no read would ever complete it: do it here (no network).
+                do { _ = try fetcher.requireComplete(timeout: settings.readTimeout) } catch { throw .io("\(file.path): \(error)") }
+                snapshot = fetcher.snapshot
+            }
+            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil) }
             usage.opened(model: model)
             if settings.hydrateOnOpen && snapshot.phase == .partial {
                 fetcher.prefetch(0..<file.size, priority: .background)
@@ -146,9 +154,9 @@ public final class WanFileSystem: @unchecked Sendable {
         let end = min(fileSize, offset + Int64(size))
         guard offset < end else { return .bytes([]) }
         let snapshot = fetcher.snapshot
-        if snapshot.generation != handle.generation {
-            // The file failed verification after this handle may have been served its bytes.
-            throw .io("\(fetcher.content.path) was found corrupt and re-fetched since it was opened")
+        if let served = handle.unverifiedGeneration, snapshot.generation != served {
+            // Bytes this handle was served failed verification afterwards.
+            throw .io("\(fetcher.content.path) was found corrupt after this handle read unverified bytes of it")
         }
         if snapshot.phase != .complete,
            let ahead = tracker(handle.ino).access(offset: offset, length: end - offset, fileSize: fileSize, maxWindow: settings.maxReadahead) {
@@ -156,6 +164,10 @@ public final class WanFileSystem: @unchecked Sendable {
         }
         do {
             let file = try fetcher.prepareRead(offset..<end, priority: .demand, timeout: settings.readTimeout)
+            let after = fetcher.snapshot
+            if after.phase != .complete && fetcher.content.chunks == nil && handle.unverifiedGeneration == nil {
+                handles.withLock { $0[id]?.unverifiedGeneration = after.generation }
+            }
             usage.read(model: model, bytes: end - offset)
             return .file(file, offset: offset, count: Int(end - offset))
         } catch {

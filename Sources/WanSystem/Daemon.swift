@@ -43,6 +43,7 @@ public enum Daemon {
                 try? Sys.dup2(out, 1)
                 try? Sys.dup2(out, 2)
             }
+            closeInheritedDescriptors(keeping: writeEnd)
             return .child(Notifier(fd: writeEnd))
         }
         Sys.close(writeEnd)
@@ -59,5 +60,13 @@ public enum Daemon {
         if line == "OK" { return .parent(failure: nil) }
         if line.hasPrefix("ERR ") { return .parent(failure: String(line.dropFirst(4))) }
         return .parent(failure: "the mount process exited before it was ready (see \(logPath))")
+    }
+
+    /// Closes every descriptor above 2 but `kept`: a daemon must not hold its launcher's pipes
+    /// or sockets open (a caller waiting for EOF, or Foundation's Process watching its child
+    /// through a socket, would wait for the daemon's whole life).
+    private static func closeInheritedDescriptors(keeping kept: Int32) {
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
+        for fd in open where fd > 2 && fd != kept { Sys.close(fd) }
     }
 }

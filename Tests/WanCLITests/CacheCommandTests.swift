@@ -69,7 +69,7 @@ import WanTestSupport
     @Test func twoConcurrentEnsuresBothSucceedAndTheOriginServesEachByteOnce() throws {
         let (s, prefix) = try Self.onNginx("twice", sizes: [("a.bin", 24 << 20), ("b.bin", 16 << 20), ("c.json", 900)],
                                            config: "bandwidth_limit = \"60MB\"\n")
-        let box = ResultBox([nil, nil])
+        let box = Slots<WanProcess.Result>(count: 2)
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             box.set(i, try? s.run("models", "ensure", "--only", "twice@1.0"))
         }
@@ -295,13 +295,4 @@ import WanTestSupport
         let broken = try WanProcess.run(["models", "diagnose", "--offline"], environment: ["MODELS_ROOT": s.root, "WAN_MODELS_MANIFEST": "/nope.toml"])
         #expect(broken.status == 1 && broken.stderr.contains("manifest"))
     }
-}
-
-/// Results written from concurrent threads.
-final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [WanProcess.Result?]
-    init(_ values: [WanProcess.Result?]) { storage = values }
-    func set(_ i: Int, _ value: WanProcess.Result?) { lock.lock(); storage[i] = value; lock.unlock() }
-    var values: [WanProcess.Result?] { lock.lock(); defer { lock.unlock() }; return storage }
 }

@@ -1,0 +1,352 @@
+import Foundation
+import Testing
+import WanTestSupport
+
+/// The mount through the kernel: `mount.wanfs` over real origins (nginx, the fault server, a
+/// Python HTTP server we stop), read by `ls`, `sha256sum`, `read(2)` and Python's safetensors,
+/// with bytes counted at the origin.
+@Suite(.serialized) struct MountTests {
+    /// A binary model on nginx under a fresh prefix, mounted.
+    static func nginxModel(_ label: String, sizes: [(String, Int)], chunkSize: Int? = nil, options: String = "",
+                           extraSources: [String] = []) throws -> (MountFixture, ModelFixture, prefix: String) {
+        let prefix = TestServers.uniqueName(label)
+        let model = ModelFixture(modelID: "\(label)@1.0", sizes: sizes, chunkSize: chunkSize, seed: UInt64(label.count + 7))
+        for file in model.files { try TestServers.putHTTP("\(prefix)/\(file.path)", file.data) }
+        let http = try TestServers.value("WAN_TEST_HTTP")
+        let fixture = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: extraSources + ["\(http)/\(prefix)"])]))
+        try fixture.mount(options)
+        return (fixture, model, prefix)
+    }
+
+    /// A safetensors model made by scripts/make_model.py in nginx's root, with its manifest, mounted.
+    static func safetensorsModel(_ label: String, shards: Int, shardMiB: Int, chunkMiB: Int = 4, options: String = "")
+        throws -> (MountFixture, source: String, prefix: String) {
+        let prefix = TestServers.uniqueName(label)
+        let source = try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix
+        let manifest = NSTemporaryDirectory() + prefix + ".toml"
+        defer { try? FileManager.default.removeItem(atPath: manifest) }
+        let made = try Shell.run("/usr/bin/env", ["python3", TestServers.repositoryRoot + "/scripts/make_model.py", source, "--shards", "\(shards)",
+                                                      "--shard-mib", "\(shardMiB)", "--chunk-mib", "\(chunkMiB)", "--manifest", manifest,
+                                                      "--model-id", "\(label)@1.0", "--source", try TestServers.value("WAN_TEST_HTTP") + "/" + prefix])
+        guard made.status == 0 else { throw TestEnvironmentError("make_model.py failed: \(made.output)") }
+        let fixture = try MountFixture(manifest: try String(contentsOfFile: manifest, encoding: .utf8))
+        try fixture.mount(options)
+        return (fixture, source, prefix)
+    }
+
+    @Test func listingCostsNoNetworkAndEveryFileReadsByteExact() throws {
+        let (mount, model, prefix) = try Self.nginxModel("lsr", sizes: [
+            ("model_index.json", 321), ("transformer/config.json", 77), ("transformer/w-00001.safetensors", 9 << 20 + 123),
+            ("vae/v.bin", 3 << 20), ("empty.txt", 0),
+        ], chunkSize: 1 << 20)
+        let listing = try Shell.run("/bin/ls", ["-lR", mount.mountpoint])
+        #expect(listing.status == 0)
+        #expect(listing.output.contains("lsr@1.0"))
+        #expect(listing.output.contains(String(9 << 20 + 123)))
+        let stat = try FileManager.default.attributesOfItem(atPath: mount.path("lsr@1.0", "vae/v.bin"))
+        #expect((stat[.size] as? NSNumber)?.intValue == 3 << 20)
+        // open() alone fetches nothing either.
+        let fd = open(mount.path("lsr@1.0", "vae/v.bin"), O_RDONLY)
+        #expect(fd >= 0)
+        close(fd)
+        #expect(try TestServers.nginxRequests(containing: "/\(prefix)/").isEmpty, "ls -lR and open() must not touch the origin")
+
+        for file in model.files {
+            #expect(try sha256sum(mount.path("lsr@1.0", file.path)) == file.sha256, "\(file.path)")
+        }
+        #expect(try TestServers.nginxBytes(containing: "/\(prefix)/") == Int64(model.totalSize))
+        let weights = mount.path("lsr@1.0", "transformer/w-00001.safetensors")
+        #expect(try xattr(weights, "user.wan.state") == "COMPLETE")
+        #expect(try xattr(weights, "user.wan.bytes_present") == String(9 << 20 + 123))
+        #expect(try xattr(weights, "user.wan.sha256") == model.file("transformer/w-00001.safetensors").sha256)
+        #expect(try xattr(weights, "user.wan.source")?.hasSuffix("/\(prefix)") == true)
+        #expect(try xattr(mount.path("lsr@1.0", ""), "user.wan.state") == "COMPLETE")
+        #expect(try mount.liveStatus("lsr@1.0")["state"] as? String == "COMPLETE")
+
+        // Read-only, and unknown names do not exist.
+        #expect(open(weights, O_WRONLY) == -1 && errno == EROFS)
+        #expect(mkdir(mount.mountpoint + "/lsr@1.0/new", 0o755) == -1 && errno == EROFS)
+        #expect(open(mount.path("lsr@1.0", "nope.bin"), O_RDONLY) == -1 && errno == ENOENT)
+        #expect(!FileManager.default.fileExists(atPath: mount.mountpoint + "/other@1.0"))
+
+        // The cache outlives the mount: after a remount the same reads fetch nothing.
+        try mount.unmount()
+        #expect(!mount.isMounted)
+        try mount.mount()
+        for file in model.files { #expect(try sha256sum(mount.path("lsr@1.0", file.path)) == file.sha256) }
+        #expect(try TestServers.nginxBytes(containing: "/\(prefix)/") == Int64(model.totalSize))
+        try mount.unmount()
+    }
+
+    @Test func pythonSafetensorsAndJsonReadThroughTheMountMatchTheOriginalFolder() throws {
+        let (mount, source, _) = try Self.safetensorsModel("pyload", shards: 2, shardMiB: 12)
+        let script = """
+        import json, os, sys
+        import numpy as np
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+        mounted, original = sys.argv[1], sys.argv[2]
+        checked, keys = 0, 0
+        for dirpath, _, names in os.walk(original):
+            for name in names:
+                rel = os.path.relpath(os.path.join(dirpath, name), original)
+                if name.endswith(".json"):
+                    assert json.load(open(os.path.join(mounted, rel))) == json.load(open(os.path.join(original, rel))), rel
+                    checked += 1
+                elif name.endswith(".safetensors"):
+                    a, b = load_file(os.path.join(mounted, rel)), load_file(os.path.join(original, rel))
+                    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), rel
+                    with safe_open(os.path.join(mounted, rel), "np") as f:
+                        for k in f.keys():
+                            assert np.array_equal(f.get_tensor(k), b[k]), k
+                            keys += 1
+                    checked += 1
+        print(json.dumps({"files": checked, "tensors": keys}))
+        """
+        let result = try Python.run(script, [mount.path("pyload@1.0", ""), source])
+        #expect(result.status == 0, "\(result.output)")
+        let report = try #require(result.json as? [String: Int], "\(result.output)")
+        #expect(report["files"] == 5)
+        #expect((report["tensors"] ?? 0) >= 6)
+        try mount.unmount()
+    }
+
+    @Test func aSafetensorsHeaderOfAOneGiBFileFetchesUnderFivePercentAndOneTensorUnderAQuarter() throws {
+        let (mount, _, prefix) = try Self.safetensorsModel("lazy1g", shards: 1, shardMiB: 1024, chunkMiB: 0)
+        let shard = "transformer/diffusion_pytorch_model-00001-of-00001.safetensors"
+        let size = try #require((try FileManager.default.attributesOfItem(atPath: mount.path("lazy1g@1.0", shard))[.size] as? NSNumber)?.int64Value)
+        #expect(size > 1 << 30)
+        let header = try Python.run("""
+            import json, sys
+            from safetensors import safe_open
+            with safe_open(sys.argv[1], "np") as f:
+                print(json.dumps(sorted(f.keys())))
+            """, [mount.path("lazy1g@1.0", shard)])
+        #expect(header.status == 0, "\(header.output)")
+        let keys = try #require(header.json as? [String])
+        #expect(keys.count >= 200)
+        Thread.sleep(forTimeInterval: 2)   // whatever is fetched after close counts too
+        let afterHeader = try TestServers.nginxBytes(containing: "/\(prefix)/transformer/diffusion_pytorch_model-")
+        #expect(afterHeader > 0 && afterHeader < size / 20, "header read fetched \(afterHeader) of \(size) bytes")
+
+        let tensor = try Python.run("""
+            import json, sys
+            from safetensors import safe_open
+            with safe_open(sys.argv[1], "np") as f:
+                t = f.get_tensor(sys.argv[2])
+                print(json.dumps({"elements": int(t.size), "sum": float(t.sum())}))
+            """, [mount.path("lazy1g@1.0", shard), keys[keys.count / 2]])
+        #expect(tensor.status == 0, "\(tensor.output)")
+        #expect(((tensor.json as? [String: Any])?["elements"] as? Int ?? 0) > 0)
+        Thread.sleep(forTimeInterval: 2)
+        let afterTensor = try TestServers.nginxBytes(containing: "/\(prefix)/transformer/diffusion_pytorch_model-")
+        #expect(afterTensor < size / 4, "one tensor fetched \(afterTensor) of \(size) bytes")
+        #expect(try mount.liveStatus("lazy1g@1.0")["state"] as? String == "PARTIAL")
+        try mount.unmount()
+        try? FileManager.default.removeItem(atPath: try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix)
+    }
+
+    @Test func eightConcurrentReadersOfOneFileShareOneFetch() throws {
+        let (mount, model, prefix) = try Self.nginxModel("eight", sizes: [("big.safetensors", 96 << 20)])
+        let path = mount.path("eight@1.0", "big.safetensors")
+        let digests = Slots<String>(count: 8)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            digests.set(i, try? sha256sum(path))
+        }
+        for digest in digests.values { #expect(digest == model.files[0].sha256) }
+        let served = try TestServers.nginxBytes(containing: "/\(prefix)/")
+        #expect(served >= Int64(96 << 20) && served <= Int64(Double(96 << 20) * 1.1), "origin served \(served) bytes for 8 readers of 96 MiB")
+        try mount.unmount()
+    }
+
+    @Test func aCorruptByteAtTheOnlySourceIsEIOAndCorruptNeverData() throws {
+        let prefix = TestServers.uniqueName("corrupt")
+        let model = ModelFixture(modelID: "bad@1.0", sizes: [("chunked.bin", 6 << 20)], chunkSize: 1 << 20, seed: 5)
+        let whole = ModelFixture(modelID: "badwhole@1.0", sizes: [("whole.bin", 5 << 20)], seed: 6)
+        for file in model.files + whole.files { try TestServers.putFault("\(prefix)/\(file.path)", file.data) }
+        let faults = try TestServers.value("WAN_TEST_FAULTS")
+        let mount = try MountFixture(manifest: ModelFixture.manifest([
+            model.manifestEntry(sources: ["\(faults)/corrupt;offset=3000000/\(prefix)"]),
+            whole.manifestEntry(sources: ["\(faults)/corrupt;offset=4000000/\(prefix)"]),
+        ]))
+        // With chunk digests no byte is served before its chunk verifies (verify=lazy);
+        // without, verify=strict holds reads until the whole file verifies.
+        try mount.mount("verify=strict,timeout=5,retries=1")
+        for (id, file) in [("bad@1.0", "chunked.bin"), ("badwhole@1.0", "whole.bin")] {
+            let read = readFile(mount.path(id, file))
+            #expect(read == .failure(POSIXErrorBox(errno: EIO)), "\(file): \(read)")
+            #expect(try xattr(mount.path(id, file), "user.wan.state") == "CORRUPT", "\(file)")
+            let files = try #require(try mount.liveStatus(id)["files"] as? [[String: Any]])
+            #expect(files.first?["state"] as? String == "CORRUPT")
+        }
+        // Nothing corrupt reached the blob store or the model folder.
+        #expect(!FileManager.default.fileExists(atPath: mount.root + "/wan22/bad@1.0/chunked.bin"))
+        try mount.unmount()
+    }
+
+    @Test func withASecondGoodSourceTheReadSucceeds() throws {
+        let prefix = TestServers.uniqueName("failover")
+        let model = ModelFixture(modelID: "fo@1.0", sizes: [("a.bin", 6 << 20), ("b.bin", 3 << 20)], seed: 9)
+        for file in model.files {
+            try TestServers.putFault("\(prefix)/\(file.path)", file.data)
+            try TestServers.putHTTP("\(prefix)/\(file.path)", file.data)
+        }
+        let faults = try TestServers.value("WAN_TEST_FAULTS"), http = try TestServers.value("WAN_TEST_HTTP")
+        let mount = try MountFixture(manifest: ModelFixture.manifest([
+            model.manifestEntry(sources: ["\(faults)/corrupt;offset=1000/\(prefix)", "\(http)/\(prefix)"]),
+        ]))
+        try mount.mount("verify=strict")
+        for file in model.files {
+            #expect(try readFile(mount.path("fo@1.0", file.path)).get() == file.data, "\(file.path)")
+            #expect(try xattr(mount.path("fo@1.0", file.path), "user.wan.source") == "\(http)/\(prefix)")
+        }
+        #expect(try mount.liveStatus("fo@1.0")["state"] as? String == "COMPLETE")
+        try mount.unmount()
+    }
+
+    @Test func aStoppedOrFrozenOriginIsEIOWithinTheTimeoutAndCachedFilesKeepReading() throws {
+        let served = try Scratch("wan-origin")
+        let model = ModelFixture(modelID: "stop@1.0", sizes: [("cached.bin", 2 << 20), ("later.bin", 2 << 20)], seed: 11)
+        try model.write(to: served.path)
+        let frozen = ModelFixture(modelID: "frozen@1.0", sizes: [("f.bin", 1 << 20)], seed: 12)
+        let prefix = TestServers.uniqueName("frozen")
+        for file in frozen.files { try TestServers.putFault("\(prefix)/\(file.path)", file.data) }
+        let origin = try StoppableOrigin(directory: served.path)
+        let mount = try MountFixture(manifest: ModelFixture.manifest([
+            model.manifestEntry(sources: [origin.url]),
+            frozen.manifestEntry(sources: [try TestServers.value("WAN_TEST_FAULTS") + "/hang/\(prefix)"]),
+        ]))
+        try mount.mount("timeout=2,retries=1")
+        #expect(try readFile(mount.path("stop@1.0", "cached.bin")).get() == model.file("cached.bin").data)
+        origin.stop()
+
+        var started = Date()
+        #expect(readFile(mount.path("stop@1.0", "later.bin")) == .failure(POSIXErrorBox(errno: EIO)))
+        #expect(Date().timeIntervalSince(started) < 30, "a stopped origin must fail fast")
+        started = Date()
+        #expect(readFile(mount.path("frozen@1.0", "f.bin")) == .failure(POSIXErrorBox(errno: EIO)))
+        let waited = Date().timeIntervalSince(started)
+        #expect(waited >= 1.5 && waited < 30, "a frozen origin fails after the timeout (2 s x 2 tries), took \(waited) s")
+
+        #expect(try readFile(mount.path("stop@1.0", "cached.bin")).get() == model.file("cached.bin").data)
+        #expect(try Shell.run("/bin/ls", [mount.mountpoint + "/stop@1.0"]).status == 0, "the mount stays up")
+        try mount.unmount()
+    }
+
+    @Test func killNineOfTheDaemonAndARemountKeepPartialProgress() throws {
+        let prefix = TestServers.uniqueName("kill9")
+        let model = ModelFixture(modelID: "k9@1.0", sizes: [("big.bin", 48 << 20)], chunkSize: 1 << 20, seed: 13)
+        for file in model.files { try TestServers.putHTTP("\(prefix)/\(file.path)", file.data) }
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: [try TestServers.value("WAN_TEST_HTTP") + "/\(prefix)"])]))
+        let slow = try mount.dir.write("slow.toml", "bandwidth_limit = \"12MB\"\n")
+        try mount.mount("config=\(slow)")
+        let path = mount.path("k9@1.0", "big.bin")
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/bin/cat")
+        reader.arguments = [path]
+        reader.standardOutput = FileHandle.nullDevice
+        reader.standardError = FileHandle.nullDevice
+        try reader.run()
+        let deadline = Date().addingTimeInterval(30)
+        var present: Int64 = 0
+        while Date() < deadline, present < 8 << 20 {
+            Thread.sleep(forTimeInterval: 0.2)
+            present = Int64(try xattr(path, "user.wan.bytes_present") ?? "0") ?? 0
+        }
+        #expect(present >= 8 << 20 && present < 48 << 20, "present before the kill: \(present)")
+        try mount.killDaemon()
+        reader.waitUntilExit()
+
+        try mount.mount()
+        let file = try #require((try mount.liveStatus("k9@1.0")["files"] as? [[String: Any]])?.first)
+        #expect(file["state"] as? String == "PARTIAL")
+        let kept = (file["bytes_present"] as? NSNumber)?.int64Value ?? 0
+        #expect(kept >= 4 << 20, "bytes kept across kill -9: \(kept)")
+        #expect(try sha256sum(path) == model.files[0].sha256)
+        let fetched = try TestServers.nginxBytes(containing: "/\(prefix)/")
+        #expect(fetched < Int64(48 << 20) + (48 << 20) / 2, "resumed: the origin served \(fetched) bytes for 48 MiB")
+        try mount.unmount()
+    }
+
+    @Test func mountDashTWanWorksThroughTheInstalledHelper() throws {
+        let install = try Shell.run("/bin/bash", [TestServers.repositoryRoot + "/mount-helpers/install.sh", "--bin-dir",
+                                                  (MountFixture.binary("mount.wanfs") as NSString).deletingLastPathComponent, "--link"])
+        #expect(install.status == 0, "\(install.output)")
+        let served = try Scratch("wan-helper-src")
+        let model = ModelFixture(modelID: "helper@1.0", sizes: [("a.bin", 100_000)], seed: 14)
+        try model.write(to: served.path)
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://\(served.path)"])]))
+        let result = try Shell.run("/bin/mount", ["-t", "wanfs", mount.root, mount.mountpoint, "-o", "manifest=\(mount.manifest),noatime"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(mount.isMounted)
+        let mounts = try String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)
+        #expect(mounts.contains("\(mount.mountpoint) fuse.wanfs"))
+        #expect(try readFile(mount.path("helper@1.0", "a.bin")).get() == model.files[0].data)
+        let pid = try #require((try mount.mountInfo()["pid"] as? NSNumber)?.int32Value)
+        #expect(try Shell.run("/bin/umount", [mount.mountpoint]).status == 0)
+        try MountFixture.waitForExit(pid)
+        #expect(!mount.isMounted)
+    }
+
+    @Test func badOptionsAndBadManifestsGiveClearErrorsAndNoMount() throws {
+        let model = ModelFixture(modelID: "opts@1.0", sizes: [("a.bin", 10)], seed: 15)
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local:///nowhere"])]))
+        let cases: [(String, String)] = [
+            ("verify=sometimes", "verify"), ("timeout=0", "timeout"), ("prefetch=lots", "prefetch"), ("colour=blue", "colour"),
+        ]
+        for (option, named) in cases {
+            let result = try mount.mount(option, expectSuccess: false)
+            #expect(result.status == 2, "\(option): \(result.output)")
+            #expect(result.output.contains(named), "\(option): \(result.output)")
+            #expect(!mount.isMounted)
+        }
+        let bad = try mount.dir.write("bad.toml", "schema_version = 1\n[models.\"x@1\"]\n[[models.\"x@1\".files]]\npath = \"../escape\"\nsize = 1\nsha256 = \"zz\"\n")
+        let result = try Shell.run(MountFixture.binary("mount.wanfs"), [mount.root, mount.mountpoint, "-o", "manifest=\(bad)"], environment: MountFixture.environment)
+        #expect(result.status == 2)
+        #expect(result.output.contains("MANIFEST_INVALID") && result.output.contains("../escape"), "\(result.output)")
+        let missing = try Shell.run(MountFixture.binary("mount.wanfs"), [mount.root, mount.dir.path + "/absent", "-o", "manifest=\(mount.manifest)"],
+                                    environment: MountFixture.environment)
+        #expect(missing.status == 2 && missing.output.contains("does not exist"), "\(missing.output)")
+        #expect(!mount.isMounted)
+        let cli = try Shell.run(MountFixture.binary("wan"), ["mount", mount.mountpoint, "--models-root", mount.root, "--manifest", mount.manifest, "-o", "verify=maybe"],
+                                environment: MountFixture.environment)
+        #expect(cli.status == 2 && cli.output.contains("verify"), "\(cli.output)")
+    }
+}
+
+/// A `user.*` extended attribute through the mount, as `getfattr` reads it (nil when absent).
+func xattr(_ path: String, _ name: String) throws -> String? {
+    let result = try Shell.run("/usr/bin/python3", ["-c", "import os, sys; sys.stdout.write(os.getxattr(sys.argv[1], sys.argv[2]).decode())", path, name])
+    return result.status == 0 ? result.output : nil
+}
+
+/// A private instance of testenv/fault_server.py (Range-capable) on a free port of 127.0.0.1,
+/// serving `directory` correctly under `url`: an origin a test can stop.
+final class StoppableOrigin: @unchecked Sendable {
+    let url: String
+    private let process = Process()
+
+    init(directory: String) throws {
+        let port = Int.random(in: 20000..<30000)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [TestServers.repositoryRoot + "/testenv/fault_server.py", "--root", directory, "--port", String(port)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        url = "http://127.0.0.1:\(port)/ok"
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if try Shell.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "--max-time", "1", url + "/"]).status == 0 { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TestEnvironmentError("fault_server.py did not start on \(url)")
+    }
+
+    /// Kills the server (SIGKILL: an origin that dies, connections and all).
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { if process.isRunning { stop() } }
+}

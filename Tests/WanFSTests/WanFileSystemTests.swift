@@ -1,0 +1,153 @@
+import Foundation
+import Glibc
+import Testing
+import WanCache
+import WanCore
+import WanTestSupport
+@testable import WanFS
+
+/// The filesystem logic without a kernel mount: names, attributes, reads through the cache
+/// engine from a local source, extended attributes, generated status files, options, streams.
+@Suite struct WanFileSystemTests {
+    struct Setup {
+        let dir: Scratch
+        let model: ModelFixture
+        let fs: WanFileSystem
+    }
+
+    static func setup(variants: Bool = false) throws -> Setup {
+        let dir = try Scratch("wan-fs")
+        let model = ModelFixture(modelID: "fs@1.0", sizes: [("model_index.json", 200), ("unet/w.safetensors", 3 << 20 + 17), ("unet/config.json", 50)],
+                                 chunkSize: 1 << 20, seed: 3)
+        try model.write(to: dir.path + "/src")
+        var manifest = ModelFixture.manifest([model.manifestEntry(sources: ["local://\(dir.path)/src"])])
+        if variants {
+            manifest = manifest
+                .replacingOccurrences(of: "path = \"unet/config.json\"", with: "path = \"unet/config.json\"\nvariant = \"fp16\"")
+                .replacingOccurrences(of: "[models.\"fs@1.0\"]\n", with: "[models.\"fs@1.0\"]\nvariants = [\"fp32\", \"fp16\"]\ndefault_variant = \"fp32\"\n")
+        }
+        let path = try dir.write("models.toml", manifest)
+        let config = try OrchestratorConfig.load(environment: ["MODELS_ROOT": dir.path + "/root"], manifestPath: path)
+        let engine = try CacheEngine(config: config, registry: try ModelRegistry(manifestPath: path))
+        return Setup(dir: dir, model: model, fs: WanFileSystem(engine: engine))
+    }
+
+    @Test func namesAndSizesComeFromTheManifestAndUnknownNamesAreENOENT() throws {
+        let s = try Self.setup()
+        let root = try s.fs.list(InodeTable.rootInode)
+        #expect(root.map(\.name).contains("fs@1.0"))
+        #expect(root.map(\.name).contains(".wanfs"))
+        let model = try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0")
+        #expect(model.isDirectory)
+        let unet = try s.fs.lookup(parent: model.ino, name: "unet")
+        let weights = try s.fs.lookup(parent: unet.ino, name: "w.safetensors")
+        #expect(!weights.isDirectory && weights.size == 3 << 20 + 17)
+        #expect(try s.fs.list(unet.ino).map(\.name) == ["config.json", "w.safetensors"])
+        #expect(try s.fs.attributes(weights.ino) == weights, "inodes are stable")
+        #expect(throws: FSError.self) { try s.fs.lookup(parent: model.ino, name: "missing") }
+        do {
+            _ = try s.fs.lookup(parent: model.ino, name: "missing")
+        } catch {
+            #expect(error.errno == ENOENT)
+        }
+        #expect(try s.fs.extendedAttribute(weights.ino, name: "user.wan.state") == "NOT_PRESENT")
+        #expect(!FileManager.default.fileExists(atPath: s.dir.path + "/root/.blobs"), "names and attributes fetch nothing")
+    }
+
+    @Test func variantsAreDirectoriesOfTheirOwn() throws {
+        let s = try Self.setup(variants: true)
+        let names = try s.fs.list(InodeTable.rootInode).map(\.name)
+        #expect(names.contains("fs@1.0"))
+        #expect(names.contains("fs@1.0#fp16"))
+        let plain = try s.fs.lookup(parent: try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0").ino, name: "unet")
+        let fp16 = try s.fs.lookup(parent: try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0#fp16").ino, name: "unet")
+        #expect(try s.fs.list(plain.ino).map(\.name) == ["w.safetensors"])
+        #expect(try s.fs.list(fp16.ino).map(\.name) == ["config.json", "w.safetensors"])
+    }
+
+    @Test func readsServeExactBytesAndWritesAreEROFS() throws {
+        let s = try Self.setup()
+        let model = try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0")
+        let weights = try s.fs.lookup(parent: try s.fs.lookup(parent: model.ino, name: "unet").ino, name: "w.safetensors")
+        do {
+            _ = try s.fs.open(weights.ino, flags: O_RDWR)
+            Issue.record("open for writing succeeded")
+        } catch {
+            #expect(error.errno == EROFS)
+        }
+        let handle = try s.fs.open(weights.ino, flags: O_RDONLY)
+        #expect(!handle.keepCache, "a partial file must not keep the kernel cache")
+        let expected = s.model.file("unet/w.safetensors").data
+        for (offset, count) in [(0, 4096), (1 << 20 - 10, 20), (3 << 20, 1 << 20)] {
+            let reply = try s.fs.read(handle: handle.handle, offset: Int64(offset), size: count)
+            guard case .file(let file, let at, let n) = reply else { Issue.record("expected a file reply"); continue }
+            let bytes = try file.descriptor.read(count: n, at: at)
+            #expect(Data(bytes) == expected[offset..<min(expected.count, offset + count)])
+        }
+        s.fs.release(handle: handle.handle)
+        #expect(try s.fs.extendedAttribute(weights.ino, name: "user.wan.state") == "PARTIAL")
+        #expect(try s.fs.extendedAttribute(weights.ino, name: "user.wan.sha256") == s.model.file("unet/w.safetensors").sha256)
+        do {
+            _ = try s.fs.extendedAttribute(weights.ino, name: "user.other")
+            Issue.record("unknown attribute answered")
+        } catch {
+            #expect(error.errno == ENODATA)
+        }
+    }
+
+    @Test func theStatusFileIsLiveJSON() throws {
+        let s = try Self.setup()
+        let control = try s.fs.lookup(parent: InodeTable.rootInode, name: ".wanfs")
+        let status = try s.fs.lookup(parent: control.ino, name: "status.json")
+        let handle = try s.fs.open(status.ino, flags: O_RDONLY)
+        #expect(handle.directIO)
+        guard case .bytes(let bytes) = try s.fs.read(handle: handle.handle, offset: 0, size: 1 << 20) else {
+            Issue.record("expected bytes")
+            return
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let decoded = try decoder.decode(MountStatus.self, from: Data(bytes))
+        #expect(decoded.models.first?.modelID == "fs@1.0")
+        #expect(decoded.models.first?.state == .notPresent)
+        #expect(decoded.mount.pid == getpid())
+    }
+
+    @Test func mountOptionsParseAndRejectWithTheOptionNamed() throws {
+        let options = try MountOptions.parse(["/r", "/m", "-o", "manifest=/x.toml,verify=strict,allow_other,prefetch=64MiB,timeout=5,retries=1,_netdev,x-systemd.automount", "-f"])
+        #expect(options.modelsRoot == "/r" && options.mountpoint == "/m")
+        #expect(options.manifest == "/x.toml" && options.verify == .strict && options.allowOther && options.foreground)
+        #expect(options.maxReadahead == 64 << 20 && options.timeout == 5 && options.retries == 1)
+        for bad in ["verify=maybe", "prefetch=lots", "timeout=0", "retries=99", "colour=blue", "manifest="] {
+            do {
+                _ = try MountOptions.parse(["/r", "/m", "-o", bad])
+                Issue.record("\(bad) was accepted")
+            } catch {
+                #expect(error.description.contains(String(bad.prefix { $0 != "=" })), "\(bad): \(error)")
+            }
+        }
+        #expect(throws: OrchestratorError.self) { try MountOptions.parse(["/only-one"]) }
+        #expect(try MountOptions.parse(["/r", "/m", "-s", "-o", "colour=blue"]).verify == .lazy, "-s (sloppy) ignores unknown options")
+    }
+
+    @Test func streamsGetAGrowingWindowAndRandomReadsGetNone() {
+        let tracker = StreamTracker()
+        let size: Int64 = 1 << 30
+        #expect(tracker.access(offset: 500 << 20, length: 4096, fileSize: size, maxWindow: 256 << 20) == nil, "a first read fetches only itself")
+        var offset: Int64 = 0
+        var largest: Int64 = 0
+        for _ in 0..<200 {
+            if let ahead = tracker.access(offset: offset, length: 1 << 20, fileSize: size, maxWindow: 256 << 20) {
+                #expect(ahead.lowerBound >= offset)
+                largest = max(largest, ahead.upperBound - offset)
+            }
+            offset += 1 << 20
+        }
+        #expect(largest > 64 << 20 && largest <= (256 << 20) + (1 << 20), "window after 200 MiB of streaming: \(largest)")
+        // Scattered page faults far apart never build a window.
+        let scattered = StreamTracker()
+        for i in 0..<50 {
+            #expect(scattered.access(offset: Int64(i * 37 % 50) * (16 << 20), length: 4096, fileSize: size, maxWindow: 256 << 20) == nil)
+        }
+    }
+}
