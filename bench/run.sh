@@ -2,24 +2,32 @@
 # wanfs benchmarks. Every figure is a ratio against a baseline measured in the same run on the
 # same origin (these machines are shared and noisy): curl to the same nginx URL, cat of the file.
 #
-#   bench/run.sh [engine] [ensure]      (default: all)
+#   bench/run.sh [engine] [ensure] [mount]      (default: all)
 #
 # engine  a 1 GiB object from nginx through the HTTP engine (1 stream, 8 parallel range
 #         requests) vs `curl -o /dev/null` of the same URL.
 # ensure  `wan models ensure` of a model of three 1 GiB files from nginx (download + sha256
 #         verification + commit) vs `curl -o FILE` of the same files, one after the other.
 #
+# mount   a 2 GiB two-shard safetensors model (scripts/make_model.py) from nginx through a cold
+#         mount.wanfs: sequential cat vs curl -o /dev/null; first byte vs curl -r 0-0; a full
+#         safe_open + get_tensor load vs curl to disk then load; bytes the origin served; warm
+#         reads vs cat of the blob; the daemon's peak RSS.
+# peers   one 1 GiB object on SeaweedFS S3, read cold and warm through wanfs (s3:// source),
+#         s3fs and rclone mount --vfs-cache-mode full (Debian packages, installed if missing).
+#
 # Prints a markdown table (copy it into docs/benchmarks.md). Runs on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${WAN_BENCH_RUNS:-3}
 what=("$@")
-[[ ${#what[@]} -eq 0 ]] && what=(engine ensure)
+[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount peers)
 
 bash scripts/setup.sh >/dev/null
 echo "== release build" >&2
 swift build -c release --product wan >/dev/null
 swift build -c release --product wan-bench >/dev/null
+swift build -c release --product mount.wanfs >/dev/null
 bin=$(swift build -c release --show-bin-path)
 eval "$(bash testenv/servers.sh start 2>/dev/null)"
 
@@ -37,6 +45,8 @@ make_file() {
 }
 
 now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {print b - a}'; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || echo "bench: cannot drop the page cache (not root?)" >&2; }
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
@@ -90,6 +100,135 @@ bench_ensure() {
     local c w
     c=$(median "${curl_t[@]}"); w=$(median "${wan_t[@]}")
     rows+=("| ensure, 3 × 1 GiB from nginx, verified (sha256) and committed | $(mbps $bytes "$w") MB/s | curl -o FILE, one by one: $(mbps $bytes "$c") MB/s | **$(ratio "$c" "$w")×** | ≥ 0.9× |")
+}
+
+bench_mount() {
+    local model="$data/mountmodel" dir="$work/mount" id=bench-st@1.0
+    if [[ ! -f "$model/models.toml" ]]; then
+        echo "== generating a 2 GiB safetensors model" >&2
+        rm -rf "$model"
+        python3 scripts/make_model.py "$model/files" --shards 2 --shard-mib 1024 --manifest "$model/models.toml.tmp" \
+            --model-id "$id" --source "$WAN_TEST_HTTP/bench/mountmodel/files" >&2
+        mv "$model/models.toml.tmp" "$model/models.toml"
+    fi
+    local shards=("$model"/files/transformer/*.safetensors) bytes
+    bytes=$(du -cb "$model/files" | tail -1 | cut -f1)
+    cat "${shards[@]}" >/dev/null   # the origin serves from page cache in every run
+    mkdir -p "$dir/mnt"
+    mountit() {
+        umount "$dir/mnt" 2>/dev/null || true
+        [[ "${1:-}" == keep ]] || rm -rf "$dir/root"
+        "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$model/models.toml"
+    }
+    served() { awk -v p="/bench/mountmodel/" 'index($1, p) { s += $3 } END { printf "%.0f\n", s }' "$WAN_TEST_HTTP_LOG"; }
+    local rels=() r
+    for r in "${shards[@]}"; do rels+=("${r#"$model/files/"}"); done
+    local load_py='
+import sys
+from safetensors import safe_open
+n = 0
+for path in sys.argv[1:]:
+    with safe_open(path, "np") as f:
+        for k in f.keys():
+            n += f.get_tensor(k).nbytes
+print(n)'
+    local curl_seq=() mnt_seq=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
+    for _ in $(seq "$runs"); do
+        # Cold sequential read.
+        local t0; t0=$(now)
+        for r in "${rels[@]}"; do curl -s -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; done
+        curl_seq+=("$(since "$t0")")
+        mountit; t0=$(now)
+        for r in "${rels[@]}"; do cat "$dir/mnt/$id/$r" >/dev/null; done
+        mnt_seq+=("$(since "$t0")")
+        rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$(pgrep -n -f "mount.wanfs $dir/root")/status")")
+        # Time to first byte of a cold file.
+        t0=$(now); curl -s -r 0-0 -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/${rels[1]}"; curl_ttfb+=("$(since "$t0")")
+        mountit; t0=$(now); head -c 1 "$dir/mnt/$id/${rels[1]}" >/dev/null; mnt_ttfb+=("$(since "$t0")")
+        # Full safetensors load: cold mount vs curl to disk, then load from disk.
+        rm -rf "$dir/local"; mkdir -p "$dir/local"; t0=$(now)
+        local locals=()
+        for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; locals+=("$dir/local/${r##*/}"); done
+        python3 -c "$load_py" "${locals[@]}" >/dev/null
+        base_load+=("$(since "$t0")")
+        rm -rf "$dir/local"
+        mountit; local before; before=$(served); t0=$(now)
+        python3 -c "$load_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
+        mnt_load+=("$(since "$t0")")
+        sleep 1; fetched+=("$(( $(served) - before ))")
+        # Warm: complete files, page cache dropped, vs cat of the blobs; then re-read from page cache.
+        mountit keep
+        local blobs=() target="${rels[0]}"
+        drop_caches; t0=$(now); cat "$dir/mnt/$id/$target" >/dev/null; warm+=("$(since "$t0")")
+        t0=$(now); cat "$dir/mnt/$id/$target" >/dev/null; rewarm+=("$(since "$t0")")
+        local blob; blob=$(readlink -f "$dir/root/wan22/$id/$target")
+        drop_caches; t0=$(now); cat "$blob" >/dev/null; cat_cold+=("$(since "$t0")")
+        t0=$(now); cat "$blob" >/dev/null; cat_warm+=("$(since "$t0")")
+    done
+    umount "$dir/mnt" 2>/dev/null || true
+    local one; one=$(stat -c %s "${shards[0]}")
+    local a b
+    a=$(median "${curl_seq[@]}"); b=$(median "${mnt_seq[@]}")
+    rows+=("| mount, cold sequential read of 2 GiB (cat) | $(mbps $bytes "$b") MB/s | curl -o /dev/null: $(mbps $bytes "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.8× |")
+    a=$(median "${curl_ttfb[@]}"); b=$(median "${mnt_ttfb[@]}")
+    rows+=("| mount, first byte of a cold file | $(awk -v s="$b" 'BEGIN {printf "%.1f ms", s * 1000}') | curl -r 0-0: $(awk -v s="$a" 'BEGIN {printf "%.1f ms", s * 1000}') | **$(ratio "$b" "$a")×** (time) | ≤ 2× |")
+    a=$(median "${base_load[@]}"); b=$(median "${mnt_load[@]}")
+    rows+=("| mount, full safetensors load (safe_open + get_tensor of all), cold | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** (time) | ≤ 1.0×, never > 1.25× |")
+    b=$(median "${fetched[@]}")
+    rows+=("| mount, bytes the origin served for that load | $b | model size: $bytes | **$(ratio "$b" "$bytes")×** | ≤ 1.02× |")
+    a=$(median "${cat_cold[@]}"); b=$(median "${warm[@]}")
+    rows+=("| mount, warm read of a complete 1 GiB file, page cache dropped | $(mbps "$one" "$b") MB/s | cat of the blob: $(mbps "$one" "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.7× |")
+    a=$(median "${cat_warm[@]}"); b=$(median "${rewarm[@]}")
+    rows+=("| mount, re-read of that file (page cache warm) | $(mbps "$one" "$b") MB/s | cat of the blob: $(mbps "$one" "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.9× |")
+    b=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
+    rows+=("| mount.wanfs peak RSS streaming the 2 GiB model | $((b / 1024)) MiB | | | < 256 MiB |")
+}
+
+bench_peers() {
+    command -v s3fs >/dev/null || { echo "== apt-get install s3fs" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s3fs >/dev/null; }
+    [[ -x /usr/bin/rclone ]] || { echo "== apt-get install rclone" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null; }
+    make_file peers-1g.bin 1024
+    local key=bench/peers-1g.bin file="$data/peers-1g.bin" dir="$work/peers" bytes
+    bytes=$(stat -c %s "$file")
+    local s3=$WAN_TEST_S3_ENDPOINT ak=$WAN_TEST_S3_ACCESS_KEY sk=$WAN_TEST_S3_SECRET_KEY
+    curl -sS --fail --max-time 120 --aws-sigv4 aws:amz:us-east-1:s3 --user "$ak:$sk" -T "$file" "$s3/models/$key" >/dev/null
+    mkdir -p "$dir"
+    printf 'schema_version = 1\n[models."peer@1.0"]\n[[models."peer@1.0".files]]\npath = "peers-1g.bin"\nsize = %s\nsha256 = "%s"\n[models."peer@1.0".sources]\npriority = ["s3://models/bench"]\n' \
+        "$bytes" "$(sha256sum "$file" | cut -d' ' -f1)" >"$dir/models.toml"
+    printf '%s:%s\n' "$ak" "$sk" >"$dir/s3fs.passwd"; chmod 600 "$dir/s3fs.passwd"
+    local -A cold warm
+    local t0 m
+    for _ in $(seq "$runs"); do
+        for m in wanfs s3fs rclone; do
+            umount "$dir/mnt" 2>/dev/null || true
+            rm -rf "$dir/mnt" "$dir/cache"; mkdir -p "$dir/mnt" "$dir/cache"
+            case $m in
+                wanfs) AWS_ENDPOINT_URL=$s3 AWS_ACCESS_KEY_ID=$ak AWS_SECRET_ACCESS_KEY=$sk \
+                           "$bin/mount.wanfs" "$dir/cache" "$dir/mnt" -o "manifest=$dir/models.toml"
+                       path="$dir/mnt/peer@1.0/peers-1g.bin" ;;
+                s3fs) s3fs models "$dir/mnt" -o "url=$s3,use_path_request_style,passwd_file=$dir/s3fs.passwd,use_cache=$dir/cache,parallel_count=8,multipart_size=16"
+                      path="$dir/mnt/$key" ;;
+                rclone) env -u AWS_CA_BUNDLE RCLONE_CONFIG_SW_TYPE=s3 RCLONE_CONFIG_SW_PROVIDER=Other RCLONE_CONFIG_SW_ENDPOINT=$s3 \
+                            RCLONE_CONFIG_SW_ACCESS_KEY_ID=$ak RCLONE_CONFIG_SW_SECRET_ACCESS_KEY=$sk \
+                            /usr/bin/rclone mount sw:models "$dir/mnt" --vfs-cache-mode full --cache-dir "$dir/cache" --daemon
+                        path="$dir/mnt/$key" ;;
+            esac
+            for _ in $(seq 50); do [[ -e "$path" ]] && break; sleep 0.1; done
+            t0=$(now); cat "$path" >/dev/null; cold[$m]+="$(since "$t0") "
+            drop_caches; t0=$(now); cat "$path" >/dev/null; warm[$m]+="$(since "$t0") "
+        done
+    done
+    umount "$dir/mnt" 2>/dev/null || true
+    local wc ww
+    # shellcheck disable=SC2086
+    wc=$(median ${cold[wanfs]}); ww=$(median ${warm[wanfs]})
+    for m in s3fs rclone; do
+        local c w
+        # shellcheck disable=SC2086
+        c=$(median ${cold[$m]}); w=$(median ${warm[$m]})
+        rows+=("| peers, 1 GiB object on SeaweedFS, cold read: wanfs vs $m | $(mbps "$bytes" "$wc") MB/s | $m: $(mbps "$bytes" "$c") MB/s | **$(ratio "$c" "$wc")×** | ahead (> 1×) |")
+        rows+=("| peers, same object, warm read (page cache dropped): wanfs vs $m | $(mbps "$bytes" "$ww") MB/s | $m: $(mbps "$bytes" "$w") MB/s | **$(ratio "$w" "$ww")×** | ahead (> 1×) |")
+    done
 }
 
 for w in "${what[@]}"; do "bench_$w"; done

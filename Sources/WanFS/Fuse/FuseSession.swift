@@ -27,6 +27,8 @@ public final class FuseSession: @unchecked Sendable {
     private let context: Context
     private var session: OpaquePointer?
     private var mounted = false
+    private let unmountLock = NSLock()
+    private var signalSources: [any DispatchSourceSignal] = []
 
     /// Seconds the kernel may cache names and attributes (the tree is static for the mount's life).
     static let cacheSeconds = 3600.0
@@ -69,7 +71,33 @@ public final class FuseSession: @unchecked Sendable {
             throw FSError(EIO, "cannot mount at \(mountpoint) (is /dev/fuse usable, and the mountpoint an empty directory not already mounted?)")
         }
         mounted = true
-        _ = fuse_set_signal_handlers(session)
+        stopOnSignals([SIGTERM, SIGINT, SIGHUP])
+    }
+
+    /// SIGTERM, SIGINT and SIGHUP unmount, which ends the loop. (libfuse's own handlers only
+    /// interrupt the thread the signal lands on; in a process with other threads, such as the
+    /// `wan` CLI's, that is rarely a worker blocked reading /dev/fuse, and the loop would go on.)
+    private func stopOnSignals(_ signals: [Int32]) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in
+                self?.context.logger.info("signal \(number): unmounting \(self?.mountpoint ?? "")")
+                self?.unmount()
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    /// Ends the loop from any thread: the kernel drops the connection, every worker returns.
+    public func unmount() {
+        unmountLock.lock()
+        defer { unmountLock.unlock() }
+        guard mounted, let session else { return }
+        fuse_session_exit(session)
+        fuse_session_unmount(session)
+        mounted = false
     }
 
     /// Serves requests until the filesystem is unmounted or a signal ends the loop; then unmounts.
@@ -81,17 +109,9 @@ public final class FuseSession: @unchecked Sendable {
         fuse_loop_cfg_set_max_threads(config, UInt32(maxThreads))
         fuse_loop_cfg_set_idle_threads(config, 16)
         let status = wan_fuse_session_loop_mt(session, config)
-        fuse_remove_signal_handlers(session)
-        if mounted {
-            fuse_session_unmount(session)
-            mounted = false
-        }
+        signalSources.forEach { $0.cancel() }
+        unmount()
         return status
-    }
-
-    /// Ends the loop (from another thread).
-    public func exit() {
-        if let session { fuse_session_exit(session) }
     }
 
     // MARK: - The operation table
