@@ -390,7 +390,7 @@ public final class FileFetcher: @unchecked Sendable {
 
     /// Appends `range` to the map right away: its bytes were written before (kill -9 can
     /// never leave the map claiming bytes that are not in the file). The data is synced to
-    /// the disk every `persistBytes` or second, by one thread while the others keep going,
+    /// the disk every `persistBytes` or `persistInterval`, by one thread while the others keep going,
     /// so after a power loss the map is at most that far ahead of the disk — and
     /// verification catches what it claims wrongly.
     private func record(_ range: Range<Int64>, file: SharedDescriptor) {
@@ -404,7 +404,7 @@ public final class FileFetcher: @unchecked Sendable {
         }
         try? log.append([range])
         unsyncedBytes += Int64(range.count)
-        let due = !syncing && (unsyncedBytes >= settings.persistBytes || Date().timeIntervalSince(lastSync) >= 1)
+        let due = !syncing && (unsyncedBytes >= settings.persistBytes || Date().timeIntervalSince(lastSync) >= settings.persistInterval)
         if due { syncing = true }
         persistLock.unlock()
         if due { sync(file: file, log: log) }
