@@ -233,6 +233,22 @@ import WanTestSupport
         try mount.unmount()
     }
 
+    @Test func hydrateOpenFetchesTheWholeFileAfterOneSmallRead() throws {
+        let (mount, model, prefix) = try Self.nginxModel("hydrate", sizes: [("w.bin", 40 << 20), ("other.bin", 8 << 20)], options: "hydrate=open")
+        let path = mount.path("hydrate@1.0", "w.bin")
+        let fd = open(path, O_RDONLY)
+        #expect(fd >= 0)
+        var byte: UInt8 = 0
+        #expect(pread(fd, &byte, 1, 0) == 1)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try xattr(path, "user.wan.state") != "COMPLETE" { Thread.sleep(forTimeInterval: 0.1) }
+        close(fd)
+        #expect(try xattr(path, "user.wan.state") == "COMPLETE", "hydrate=open fetches the file in the background")
+        #expect(try xattr(mount.path("hydrate@1.0", "other.bin"), "user.wan.state") == "NOT_PRESENT", "files not opened stay untouched")
+        #expect(try TestServers.nginxBytes(containing: "/\(prefix)/w.bin") == Int64(model.file("w.bin").size))
+        try mount.unmount()
+    }
+
     @Test func killNineOfTheDaemonAndARemountKeepPartialProgress() throws {
         let prefix = TestServers.uniqueName("kill9")
         let model = ModelFixture(modelID: "k9@1.0", sizes: [("big.bin", 48 << 20)], chunkSize: 1 << 20, seed: 13)
