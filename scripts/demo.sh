@@ -76,7 +76,7 @@ for dirpath, _, names in os.walk(original):
             assert json.load(open(os.path.join(mounted, rel))) == json.load(open(os.path.join(original, rel))), rel
 print(f"loaded {tensors} tensors through the mount: identical to the original")
 EOF
-echo "origin bytes served after the full load: $(served) (model size: $(du -sb "$source_dir" | cut -f1))" >&2
+echo "origin bytes served after the full load: $(served) (model size: $(find "$source_dir" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'))" >&2
 
 echo "== wan models status --mount $work/mnt --verbose" >&2
 "$wan" models status --mount "$work/mnt" --verbose
