@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.3.0"),
     ],
     targets: [
         // C interop: module maps over system libraries, plus static inline shims
@@ -35,8 +38,16 @@ let package = Package(
             "WanCore", "WanSystem", "WanSources", "WanCache", "CFuse",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The sidecar (`wan serve`): HTTP API, metrics, health over the cache engine.
+        .target(name: "WanServe", dependencies: [
+            "WanCore", "WanSystem", "WanCache",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "wan", dependencies: [
-            "WanCore", "WanSystem", "WanSources", "WanCache", "WanFS",
+            "WanCore", "WanSystem", "WanSources", "WanCache", "WanFS", "WanServe",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -11,7 +11,7 @@ struct Wan: AsyncParsableCommand {
         With --json, results (and errors) are printed as JSON on stdout; human text goes to stderr.
         """,
         version: WanVersion.current,
-        subcommands: [Models.self, MountCommand.self])
+        subcommands: [Models.self, MountCommand.self, ServeCommand.self])
 }
 
 enum WanVersion {

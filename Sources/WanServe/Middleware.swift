@@ -1,0 +1,78 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import WanCore
+
+/// Gives every request an id (the client's `X-Request-ID`, or a new `req_…`), echoes it, logs
+/// the request with it, and turns every error into the envelope with that id.
+struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let id = request.headers[.xRequestID] ?? "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        let started = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as APIError {
+            response = try Self.envelope(error, id: id)
+        } catch let error as any CodedError {
+            response = try Self.envelope(APIError(error), id: id)
+        } catch let error as HTTPError {
+            response = try Self.envelope(APIError(error.status, code: Self.code(for: error.status), message: error.body ?? error.status.reasonPhrase), id: id)
+        } catch {
+            logger.error("request failed", metadata: ["request_id": "\(id)", "error": "\(error)"])
+            response = try Self.envelope(APIError(.internalServerError, code: "INTERNAL_ERROR", message: "internal error"), id: id)
+        }
+        response.headers[.xRequestID] = id
+        logger.info("\(request.method) \(request.uri.path) \(response.status.code)", metadata: [
+            "request_id": "\(id)", "duration_ms": "\((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+        ])
+        return response
+    }
+
+    static func envelope(_ error: APIError, id: String) throws -> Response {
+        var response = try JSONResponse.make(ErrorEnvelope(error: .init(code: error.code, message: error.message, details: error.details,
+                                                                         timestamp: Date(), requestID: id),
+                                                           detail: error.message), status: error.status)
+        if error.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+        return response
+    }
+
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .notFound: "NOT_FOUND"
+        case .methodNotAllowed: "METHOD_NOT_ALLOWED"
+        case .badRequest: "BAD_REQUEST"
+        case .unauthorized: "UNAUTHORIZED"
+        default: "HTTP_\(status.code)"
+        }
+    }
+}
+
+/// With a token configured, every `/api/v1` route needs `Authorization: Bearer TOKEN`.
+/// `/health/models` and `/metrics` stay open (probes and scrapers).
+struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.uri.path.hasPrefix("/api/") else { return try await next(request, context) }
+        let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+        guard let presented, Self.constantTimeEqual(presented, token) else {
+            throw APIError(.unauthorized, code: "UNAUTHORIZED", message: "a valid bearer token is required (Authorization: Bearer ...)")
+        }
+        return try await next(request, context)
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var difference = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) { difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
+        return difference == 0
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = Self("X-Request-ID")!
+}

@@ -1,0 +1,106 @@
+import Foundation
+import WanCache
+import WanCore
+import WanSystem
+
+/// What the API says about one model, computed from the cache, the state database and the
+/// live fetches of this process. Fields the seeds show that a cache cannot measure are null
+/// (see docs/sidecar.md); every key is always written.
+struct ModelDetail: Encodable {
+    let modelID: String
+    let availabilityStatus: String
+    let isAvailable: Bool
+    /// Proxy: the model is in use (a shared model lock: open through the mount, or being ensured).
+    let isLoaded: Bool
+    let sizeMB: Double
+    let downloadProgress: Nullable<Double>
+    let missingFiles: [String]
+    let integrityScore: Double
+    let lastHealthCheck: Nullable<Date>
+    let performanceScore: Nullable<Double>
+    let corruptionDetected: Bool
+    let usageFrequency: Nullable<Double>
+    let lastUsed: Nullable<Date>
+    let averageGenerationTime: Nullable<Double>
+    let canPauseDownload: Bool
+    let canResumeDownload: Bool
+    let estimatedDownloadTime: Nullable<Double>
+    let currentVersion: String
+    let latestVersion: String
+    let updateAvailable: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case modelID = "model_id", availabilityStatus = "availability_status", isAvailable = "is_available"
+        case isLoaded = "is_loaded", sizeMB = "size_mb", downloadProgress = "download_progress", missingFiles = "missing_files"
+        case integrityScore = "integrity_score", lastHealthCheck = "last_health_check", performanceScore = "performance_score"
+        case corruptionDetected = "corruption_detected", usageFrequency = "usage_frequency", lastUsed = "last_used"
+        case averageGenerationTime = "average_generation_time", canPauseDownload = "can_pause_download"
+        case canResumeDownload = "can_resume_download", estimatedDownloadTime = "estimated_download_time"
+        case currentVersion = "current_version", latestVersion = "latest_version", updateAvailable = "update_available"
+    }
+}
+
+/// Reads the models' state for the API.
+struct ModelCatalog: Sendable {
+    let engine: CacheEngine
+
+    var registry: ModelRegistry { engine.registry }
+
+    /// Every manifest model in its default variant.
+    func specs() throws -> [ModelSpec] {
+        try registry.listModels().map { id throws(OrchestratorError) in try registry.spec(id) }
+    }
+
+    /// One model by id (`name@version` or `name@version#variant`), or a 404/422 API error.
+    func spec(_ raw: String) throws -> ModelSpec {
+        let decoded = raw.removingPercentEncoding ?? raw
+        return try registry.spec(decoded)
+    }
+
+    /// `available`, `downloading`, `corrupted` or `missing` (seed 003's lower-case values).
+    static func availability(_ status: ModelStatus, fetching: Bool) -> String {
+        switch status.state {
+        case .complete: "available"
+        case .corrupt: "corrupted"
+        case .verifying: "downloading"
+        case .partial, .notPresent: fetching ? "downloading" : "missing"
+        }
+    }
+
+    func isFetching(_ spec: ModelSpec) -> Bool {
+        let hashes = Set(spec.files.map(\.sha256))
+        return engine.liveFetchers().contains { hashes.contains($0.content.sha256) && $0.snapshot.phase != .complete }
+    }
+
+    func detail(_ spec: ModelSpec) throws -> ModelDetail {
+        let status = try engine.status(spec)
+        let usage = try engine.state(create: false)?.usage(model: engine.modelKey(spec))
+        let required = status.files.filter { !$0.optional }
+        let verified = required.filter { $0.state == .complete }.count
+        let sameName = registry.manifest.models.filter { $0.modelID.split(separator: "@").first == spec.modelID.split(separator: "@").first }
+        let latest = sameName.map(\.version).max { $0.compare($1, options: .numeric) == .orderedAscending } ?? spec.version
+        let fetching = isFetching(spec)
+        return ModelDetail(
+            modelID: spec.modelID,
+            availabilityStatus: Self.availability(status, fetching: fetching),
+            isAvailable: status.state == .complete,
+            isLoaded: engine.locks.isModelLocked(engine.modelKey(spec)),
+            sizeMB: Double(status.bytesTotal) / 1e6,
+            downloadProgress: Nullable(status.state == .partial || fetching
+                ? (status.bytesTotal == 0 ? 0 : (Double(status.bytesPresent) / Double(status.bytesTotal) * 1000).rounded() / 10) : nil),
+            missingFiles: status.missingFiles,
+            integrityScore: status.state == .corrupt ? 0 : (required.isEmpty ? 1 : Double(verified) / Double(required.count)),
+            lastHealthCheck: Nullable(status.lastVerified),
+            performanceScore: Nullable(nil),
+            corruptionDetected: status.state == .corrupt,
+            usageFrequency: Nullable(nil),
+            lastUsed: Nullable(usage?.lastAccess),
+            averageGenerationTime: Nullable(nil),
+            canPauseDownload: false,
+            canResumeDownload: false,
+            estimatedDownloadTime: Nullable(nil),
+            currentVersion: spec.version,
+            latestVersion: latest,
+            updateAvailable: latest.compare(spec.version, options: .numeric) == .orderedDescending)
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+import Hummingbird
+import Prometheus
+import WanCache
+import WanCore
+import WanSystem
+
+/// The endpoints, grouped by what they read. Each handler computes its answer from the cache
+/// engine and the state database at the time of the request: no value is a constant.
+struct Routes: Sendable {
+    let catalog: ModelCatalog
+    let config: OrchestratorConfig
+
+    var engine: CacheEngine { catalog.engine }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/health/models") { _, _ in try healthModels(nil) }
+        router.get("/health/models/:model_id") { _, context in try healthModels(try context.parameters.require("model_id")) }
+        router.get("/api/v1/models/status/detailed") { _, _ in try statusDetailed() }
+        router.get("/api/v1/models/status/detailed/:model_id") { _, context in
+            try JSONResponse.make(try catalog.detail(try catalog.spec(try context.parameters.require("model_id"))))
+        }
+        router.get("/api/v1/models/storage") { _, _ in try storage() }
+        if config.enableMetrics {
+            router.get("/metrics") { _, _ in try metrics() }
+        }
+    }
+
+    // MARK: - Status
+
+    /// Both seeds' summaries in one type: `summary` (002) carries `total_storage_gb`,
+    /// `system_statistics` (003) `total_size_gb` and `last_updated`; keys left nil are not written.
+    struct Summary: Encodable {
+        let totalModels: Int, availableModels: Int, downloadingModels: Int, corruptedModels: Int
+        var totalStorageGB: Double?
+        var totalSizeGB: Double?
+        var lastUpdated: Date?
+        enum CodingKeys: String, CodingKey {
+            case totalModels = "total_models", availableModels = "available_models", downloadingModels = "downloading_models"
+            case corruptedModels = "corrupted_models", totalStorageGB = "total_storage_gb", totalSizeGB = "total_size_gb"
+            case lastUpdated = "last_updated"
+        }
+    }
+
+    struct StatusReport: Encodable {
+        let models: [String: ModelDetail]
+        let summary: Summary
+        let systemStatistics: Summary
+        let timestamp: Date
+        enum CodingKeys: String, CodingKey { case models, summary, timestamp, systemStatistics = "system_statistics" }
+    }
+
+    func statusDetailed() throws -> Response {
+        let details = try catalog.specs().map(catalog.detail)
+        let count = { (status: String) in details.filter { $0.availabilityStatus == status }.count }
+        let onDisk = (try? DiskUsage.measure(engine.resolver).totalBytes) ?? 0
+        let availableSize = details.filter(\.isAvailable).reduce(0) { $0 + $1.sizeMB } / 1000
+        let now = Date()
+        let counts = Summary(totalModels: details.count, availableModels: count("available"), downloadingModels: count("downloading"),
+                             corruptedModels: count("corrupted"))
+        var summary = counts, statistics = counts
+        summary.totalStorageGB = Double(onDisk) / 1e9
+        statistics.totalSizeGB = availableSize
+        statistics.lastUpdated = now
+        return try JSONResponse.make(StatusReport(
+            models: Dictionary(details.map { ($0.modelID, $0) }, uniquingKeysWith: { a, _ in a }),
+            summary: summary,
+            systemStatistics: statistics,
+            timestamp: now))
+    }
+
+    // MARK: - Health (seed 001's probe)
+
+    struct HealthEntry: Encodable {
+        let modelID: String
+        let variant: Nullable<String>
+        let state: String
+        let bytesNeeded: Int64
+        let missingFiles: [String]
+        let lastVerified: Nullable<Date>
+        let healthStatus: String
+        enum CodingKeys: String, CodingKey {
+            case modelID = "model_id", variant, state, bytesNeeded = "bytes_needed", missingFiles = "missing_files"
+            case lastVerified = "last_verified", healthStatus = "health_status"
+        }
+    }
+
+    struct HealthReport: Encodable {
+        let status: String
+        let timestamp: Date
+        let models: [String: HealthEntry]
+    }
+
+    static func healthStatus(_ state: ModelState) -> String {
+        switch state {
+        case .complete: "healthy"
+        case .corrupt: "corrupted"
+        case .verifying, .partial, .notPresent: "missing"
+        }
+    }
+
+    /// 200 `healthy` (every model complete) or `degraded`; 503 `unhealthy` when MODELS_ROOT
+    /// or the state database cannot be read (a readiness probe).
+    func healthModels(_ id: String?) throws -> Response {
+        let specs = try id.map { [try catalog.spec($0)] } ?? catalog.specs()
+        var entries: [String: HealthEntry] = [:]
+        var unhealthy = false
+        for spec in specs {
+            guard let status = try? engine.status(spec) else {
+                unhealthy = true
+                continue
+            }
+            entries[spec.modelID] = HealthEntry(modelID: spec.modelID, variant: Nullable(spec.variant), state: status.state.rawValue,
+                                                bytesNeeded: status.bytesNeeded, missingFiles: status.missingFiles,
+                                                lastVerified: Nullable(status.lastVerified), healthStatus: Self.healthStatus(status.state))
+        }
+        if (try? engine.state(create: true)) == nil { unhealthy = true }
+        let overall = unhealthy ? "unhealthy" : entries.values.allSatisfy { $0.healthStatus == "healthy" } ? "healthy" : "degraded"
+        return try JSONResponse.make(HealthReport(status: overall, timestamp: Date(), models: entries),
+                                     status: unhealthy ? .serviceUnavailable : .ok)
+    }
+
+    // MARK: - Storage
+
+    struct StorageReport: Encodable {
+        struct Summary: Encodable {
+            let totalCapacityGB: Double, usedSpaceGB: Double, availableSpaceGB: Double, usagePercent: Double
+            let modelsCount: Int
+            enum CodingKeys: String, CodingKey {
+                case totalCapacityGB = "total_capacity_gb", usedSpaceGB = "used_space_gb", availableSpaceGB = "available_space_gb"
+                case usagePercent = "usage_percent", modelsCount = "models_count"
+            }
+        }
+        struct ModelStorage: Encodable {
+            let modelID: String, sizeGB: Double, lastAccessed: Nullable<Date>, storageTier: String
+            enum CodingKeys: String, CodingKey {
+                case modelID = "model_id", sizeGB = "size_gb", lastAccessed = "last_accessed", storageTier = "storage_tier"
+            }
+        }
+        struct Cleanup: Encodable {
+            let potentialSavingsGB: Double, safeToRemoveCount: Int, candidates: [String]
+            enum CodingKeys: String, CodingKey {
+                case potentialSavingsGB = "potential_savings_gb", safeToRemoveCount = "safe_to_remove_count", candidates
+            }
+        }
+        let storageSummary: Summary
+        let modelsStorage: [ModelStorage]
+        let cleanupSuggestions: Cleanup
+        enum CodingKeys: String, CodingKey {
+            case storageSummary = "storage_summary", modelsStorage = "models_storage", cleanupSuggestions = "cleanup_suggestions"
+        }
+    }
+
+    /// `storage_tier` has no real signal (one local tier): `hot` when used in the last 7 days,
+    /// `warm` in the last 30, else `cold`.
+    static func tier(lastAccess: Date?, now: Date) -> String {
+        guard let lastAccess else { return "cold" }
+        let days = now.timeIntervalSince(lastAccess) / 86400
+        return days <= 7 ? "hot" : days <= 30 ? "warm" : "cold"
+    }
+
+    func storage() throws -> Response {
+        let usage = try DiskUsage.measure(engine.resolver)
+        let space = usage.filesystem
+        let capacity = config.maxTotalSize ?? space?.totalBytes ?? 0
+        let state = try engine.state(create: false)
+        let now = Date()
+        let models = usage.models.map { model in
+            let access = (try? state?.usage(model: model.directory))??.lastAccess
+            return StorageReport.ModelStorage(modelID: model.directory, sizeGB: Double(model.bytes) / 1e9, lastAccessed: Nullable(access),
+                                              storageTier: Self.tier(lastAccess: access, now: now))
+        }
+        var collector = GarbageCollector(engine: engine, maxTotalSize: config.maxTotalSize, maxModelAge: config.maxModelAge)
+        if config.maxTotalSize == nil && config.maxModelAge == nil { collector.maxModelAge = 30 * 86400 }
+        let plan = try collector.collect(dryRun: true, now: now)
+        let available = config.maxTotalSize.map { max(0, $0 - usage.totalBytes) } ?? space?.availableBytes ?? 0
+        return try JSONResponse.make(StorageReport(
+            storageSummary: .init(totalCapacityGB: Double(capacity) / 1e9, usedSpaceGB: Double(usage.totalBytes) / 1e9,
+                                  availableSpaceGB: Double(available) / 1e9,
+                                  usagePercent: capacity > 0 ? (Double(usage.totalBytes) / Double(capacity) * 1000).rounded() / 10 : 0,
+                                  modelsCount: usage.models.count),
+            modelsStorage: models,
+            cleanupSuggestions: .init(potentialSavingsGB: Double(plan.bytesReclaimable) / 1e9, safeToRemoveCount: plan.modelsRemoved.count,
+                                      candidates: plan.modelsRemoved)))
+    }
+
+    // MARK: - Metrics
+
+    /// Prometheus text: rebuilt from the state database and the disk at every scrape, so the
+    /// counters cover every process that shares MODELS_ROOT (CLI, mount, sidecar).
+    func metrics() throws -> Response {
+        let registry = PrometheusCollectorRegistry()
+        func name(_ metric: String, _ help: String) -> MetricNameDescriptor { MetricNameDescriptor(metricName: metric, unitName: "", helpText: help) }
+        let downloads = name("model_downloads_total", "Downloads of model files by outcome (state database history).")
+        let errors = name("model_errors_total", "Failed or corrupt downloads by error type.")
+        let storageUsed = name("model_storage_bytes_used", "Bytes on disk per model family (shared blobs counted per model).")
+        let history = (try engine.state(create: false)?.downloads(limit: 1_000_000)) ?? []
+        let durations = registry.makeDurationHistogram(descriptor: name("model_download_duration_seconds", "Duration of completed file downloads."),
+                                                       buckets: [1, 5, 15, 60, 300, 900, 1800, 3600, 7200].map { Duration.seconds($0) })
+        for record in history {
+            let status = record.outcome == "completed" ? "completed" : record.outcome == "cancelled" ? "cancelled" : "failed"
+            registry.makeCounter(descriptor: downloads, labels: [("model_id", record.model), ("status", status)]).increment()
+            if record.outcome == "completed" { durations.recordNanoseconds(Int64(record.duration * 1e9)) }
+            if record.outcome != "completed" {
+                let type = record.outcome == "corrupt" ? "CHECKSUM_FAIL" : "DOWNLOAD_FAILED"
+                registry.makeCounter(descriptor: errors, labels: [("error_type", type), ("model_id", record.model)]).increment()
+            }
+        }
+        if let usage = try? DiskUsage.measure(engine.resolver) {
+            var families: [String: Int64] = [:]
+            for model in usage.models { families[String(model.directory.split(separator: "@").first ?? ""), default: 0] += model.bytes }
+            for (family, bytes) in families {
+                registry.makeGauge(descriptor: storageUsed, labels: [("model_family", family)]).set(Double(bytes))
+            }
+            registry.makeGauge(descriptor: name("wan_cache_bytes", "Bytes under MODELS_ROOT (shared blobs once).")).set(Double(usage.totalBytes))
+        }
+        let pinned = (try engine.state(create: false)?.allUsage().filter(\.pinned).count) ?? 0
+        registry.makeGauge(descriptor: name("wan_pinned_models", "Pinned models.")).set(Double(pinned))
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+}

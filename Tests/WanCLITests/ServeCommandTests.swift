@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+import WanTestSupport
+
+/// `wan serve` as a sidecar runs: a real HTTP server on 127.0.0.1, asked with curl, over a
+/// MODELS_ROOT the CLI fills.
+@Suite(.serialized) struct ServeCommandTests {
+    /// A running `wan serve` over a fresh MODELS_ROOT with one local model.
+    final class Server: @unchecked Sendable {
+        let dir: Scratch
+        let model: ModelFixture
+        let env: [String: String]
+        let base: String
+        let process = Process()
+
+        init(token: String? = nil) throws {
+            dir = try Scratch("wan-serve")
+            model = ModelFixture(modelID: "srv@1.0", sizes: [("model_index.json", 300), ("unet/w.bin", 2 << 20)], chunkSize: 1 << 20, seed: 21)
+            try model.write(to: dir.path + "/src")
+            let manifest = try dir.write("models.toml", ModelFixture.manifest([model.manifestEntry(sources: ["local://\(dir.path)/src"])]))
+            env = ["MODELS_ROOT": dir.path + "/root", "WAN_MODELS_MANIFEST": manifest]
+            let port = Int.random(in: 30000..<40000)
+            base = "http://127.0.0.1:\(port)"
+            var arguments = ["serve", "--listen", "127.0.0.1:\(port)"]
+            if let token { arguments += ["--auth-token-file", try dir.write("token", token + "\n")] }
+            process.executableURL = WanProcess.binary
+            process.arguments = arguments
+            var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+            environment.merge(env) { _, new in new }
+            process.environment = environment
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                if (try? get("/health/models").status) != nil { return }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            throw TestEnvironmentError("wan serve did not answer on \(base)")
+        }
+
+        deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+
+        struct Reply {
+            let status: Int
+            let headers: [String: String]
+            let body: String
+            func json() throws -> [String: Any] { try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) }
+        }
+
+        /// GET through curl (status, lower-cased headers, body).
+        func get(_ path: String, token: String? = nil) throws -> Reply {
+            var arguments = ["-sS", "--max-time", "10", "-D", "-", base + path]
+            if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+            let result = try Shell.run("/usr/bin/curl", arguments)
+            guard result.status == 0 else { throw TestEnvironmentError("curl \(path): \(result.output)") }
+            let parts = result.output.components(separatedBy: "\r\n\r\n")
+            let head = parts[0].components(separatedBy: "\r\n")
+            let status = Int(head[0].split(separator: " ")[1]) ?? 0
+            var headers: [String: String] = [:]
+            for line in head.dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            return Reply(status: status, headers: headers, body: parts.dropFirst().joined(separator: "\r\n\r\n"))
+        }
+    }
+
+    @Test func statusHealthStorageAndMetricsFollowTheCache() throws {
+        let server = try Server()
+        var health = try server.get("/health/models")
+        #expect(health.status == 200)
+        var entry = try #require((try health.json()["models"] as? [String: Any])?["srv@1.0"] as? [String: Any])
+        #expect(entry["state"] as? String == "NOT_PRESENT" && entry["health_status"] as? String == "missing")
+        #expect(try health.json()["status"] as? String == "degraded")
+        var detail = try server.get("/api/v1/models/status/detailed/srv@1.0").json()
+        #expect(detail["availability_status"] as? String == "missing" && detail["is_available"] as? Bool == false)
+
+        let ensure = try WanProcess.run(["models", "ensure", "--only", "srv@1.0"], environment: server.env)
+        #expect(ensure.status == 0, "\(ensure.stderr)")
+
+        health = try server.get("/health/models/srv@1.0")
+        entry = try #require((try health.json()["models"] as? [String: Any])?["srv@1.0"] as? [String: Any])
+        #expect(entry["state"] as? String == "COMPLETE" && entry["health_status"] as? String == "healthy")
+        let report = try server.get("/api/v1/models/status/detailed").json()
+        detail = try #require((report["models"] as? [String: Any])?["srv@1.0"] as? [String: Any])
+        #expect(detail["availability_status"] as? String == "available")
+        #expect(detail["size_mb"] as? Double == Double(server.model.totalSize) / 1e6)
+        #expect(detail["integrity_score"] as? Double == 1)
+        #expect(detail.keys.contains("average_generation_time") && detail["average_generation_time"] is NSNull, "no real signal: null")
+        #expect((report["summary"] as? [String: Any])?["available_models"] as? Int == 1)
+        #expect((report["system_statistics"] as? [String: Any])?["total_models"] as? Int == 1)
+
+        let storage = try server.get("/api/v1/models/storage").json()
+        let models = try #require(storage["models_storage"] as? [[String: Any]])
+        #expect(models.first?["model_id"] as? String == "srv@1.0")
+        #expect(((storage["storage_summary"] as? [String: Any])?["used_space_gb"] as? Double ?? 0) > 0)
+
+        let metrics = try server.get("/metrics")
+        #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
+        #expect(metrics.body.contains("model_downloads_total{model_id=\"srv@1.0\",status=\"completed\"} 2"), "\(metrics.body)")
+        #expect(metrics.body.contains("model_storage_bytes_used{model_family=\"srv\"}"))
+        #expect(metrics.body.contains("model_download_duration_seconds_count 2"))
+
+        server.process.terminate()
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0, "SIGTERM is a clean shutdown")
+    }
+
+    @Test func errorsUseTheEnvelopeAndBearerAuthGuardsTheAPIOnly() throws {
+        let server = try Server(token: "s3cret-token")
+        let unknown = try server.get("/api/v1/models/status/detailed/nope@1.0", token: "s3cret-token")
+        #expect(unknown.status == 404)
+        let error = try #require(try unknown.json()["error"] as? [String: Any])
+        #expect(error["code"] as? String == "MODEL_NOT_FOUND")
+        #expect(error["request_id"] as? String == unknown.headers["x-request-id"])
+        #expect(error["timestamp"] is String && error["details"] is [String: Any])
+
+        let anonymous = try server.get("/api/v1/models/status/detailed")
+        #expect(anonymous.status == 401)
+        #expect(anonymous.headers["www-authenticate"] == "Bearer")
+        #expect((try anonymous.json()["error"] as? [String: Any])?["code"] as? String == "UNAUTHORIZED")
+        #expect(try server.get("/api/v1/models/status/detailed", token: "wrong").status == 401)
+        #expect(try server.get("/api/v1/models/status/detailed", token: "s3cret-token").status == 200)
+        #expect(try server.get("/health/models").status == 200, "probes need no token")
+        #expect(try server.get("/metrics").status == 200, "scrapers need no token")
+        #expect(try server.get("/api/v1/no/such/route", token: "s3cret-token").status == 404)
+        #expect(!(try server.get("/api/v1/models/status/detailed").body.contains("s3cret-token")))
+    }
+
+    @Test func badListenAddressesAndTokenFilesAreUsageErrors() throws {
+        let env = ["MODELS_ROOT": NSTemporaryDirectory() + "wan-serve-bad", "WAN_MODELS_MANIFEST": "/nonexistent.toml"]
+        let listen = try WanProcess.run(["serve", "--listen", "localhost"], environment: env)
+        #expect(listen.status == 2 && listen.stderr.contains("--listen"), "\(listen.stderr)")
+        let token = try WanProcess.run(["serve", "--auth-token-file", "/nonexistent-token"], environment: env)
+        #expect(token.status == 2 && token.stderr.contains("auth-token-file"), "\(token.stderr)")
+    }
+}
