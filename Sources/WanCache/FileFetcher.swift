@@ -56,6 +56,9 @@ public final class FileFetcher: @unchecked Sendable {
     let scheduler: FetchScheduler
     /// Called with the blob's path once the content is committed (the engine links it into the model).
     let onCommit: (@Sendable (String) -> Void)?
+    /// Called (with the content's sha256) when bytes that may have been served are discarded
+    /// (a whole-file mismatch): caches above, such as the kernel's, must drop them.
+    let onDiscard: (@Sendable (String) -> Void)?
 
     var partialPath: String { resolver.tmpDir + "/" + content.sha256 + ".part" }
     var mapPath: String { resolver.tmpDir + "/" + content.sha256 + ".map" }
@@ -95,7 +98,8 @@ public final class FileFetcher: @unchecked Sendable {
     private var syncing = false            // guarded by persistLock
 
     init(content: FileSpec, model: String, reader: FailoverReader, settings: CacheEngine.Settings, resolver: ModelResolver,
-         locks: LockManager, state: StateStore?, scheduler: FetchScheduler, onCommit: (@Sendable (String) -> Void)? = nil) {
+         locks: LockManager, state: StateStore?, scheduler: FetchScheduler, onCommit: (@Sendable (String) -> Void)? = nil,
+         onDiscard: (@Sendable (String) -> Void)? = nil) {
         self.content = content
         self.model = model
         self.reader = reader
@@ -105,6 +109,7 @@ public final class FileFetcher: @unchecked Sendable {
         self.state = state
         self.scheduler = scheduler
         self.onCommit = onCommit
+        self.onDiscard = onDiscard
         if let chunkSize = content.chunkSize, content.chunks != nil {
             blockSize = chunkSize
         } else {
@@ -574,6 +579,7 @@ public final class FileFetcher: @unchecked Sendable {
         }
         condition.broadcast()
         condition.unlock()
+        onDiscard?(content.sha256)
     }
 
     /// A chunk failed its digest: the sources that served it are not asked again, and when

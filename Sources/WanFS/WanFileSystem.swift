@@ -74,6 +74,14 @@ public final class WanFileSystem: @unchecked Sendable {
     /// Flushes usage counts and releases model locks (unmount).
     public func shutdown() { usage.stop() }
 
+    /// The inodes of every file with this content (several models or variants may share it).
+    public func inodes(ofContent sha256: String) -> [UInt64] {
+        table.nodes.compactMap { node in
+            if case .file(_, _, let file) = node.kind, file.sha256 == sha256 { return node.ino }
+            return nil
+        }
+    }
+
     public var owner: (uid: UInt32, gid: UInt32) { (uid, gid) }
 
     // MARK: - Names and attributes (no network)

@@ -21,6 +21,7 @@ struct Routes: Sendable {
             try JSONResponse.make(try catalog.detail(try catalog.spec(try context.parameters.require("model_id"))))
         }
         router.get("/api/v1/models/storage") { _, _ in try storage() }
+        router.get("/api/v1/config/current") { _, _ in try JSONResponse.make(ConfigView(config)) }
         if config.enableMetrics {
             router.get("/metrics") { _, _ in try metrics() }
         }

@@ -96,6 +96,11 @@ import WanTestSupport
         #expect(models.first?["model_id"] as? String == "srv@1.0")
         #expect(((storage["storage_summary"] as? [String: Any])?["used_space_gb"] as? Double ?? 0) > 0)
 
+        let config = try server.get("/api/v1/config/current").json()
+        #expect((config["storage"] as? [String: Any])?["models_directory"] as? String == server.env["MODELS_ROOT"])
+        #expect((config["downloads"] as? [String: Any])?["max_retries"] as? Int == 3)
+        #expect((config["storage"] as? [String: Any])?["max_storage_gb"] is NSNull)
+
         let metrics = try server.get("/metrics")
         #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
         #expect(metrics.body.contains("model_downloads_total{model_id=\"srv@1.0\",status=\"completed\"} 2"), "\(metrics.body)")

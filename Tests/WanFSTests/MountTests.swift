@@ -204,6 +204,45 @@ import WanTestSupport
         try mount.unmount()
     }
 
+    @Test func unverifiedBytesFoundBadLeaveTheKernelCacheAndTheirHandlesGetEIO() throws {
+        // verify=lazy without chunk digests: bytes are served as they land, the whole file is
+        // checked at the end. The first source flips a byte; the second is good.
+        let prefix = TestServers.uniqueName("lazybad")
+        let model = ModelFixture(modelID: "lazy@1.0", sizes: [("w.bin", 3 << 20)], seed: 17)
+        let file = model.files[0]
+        try TestServers.putFault("\(prefix)/w.bin", file.data)
+        try TestServers.putHTTP("\(prefix)/w.bin", file.data)
+        let faults = try TestServers.value("WAN_TEST_FAULTS"), http = try TestServers.value("WAN_TEST_HTTP")
+        let mount = try MountFixture(manifest: ModelFixture.manifest([
+            model.manifestEntry(sources: ["\(faults)/corrupt;offset=2000000/\(prefix)", "\(http)/\(prefix)"]),
+        ]))
+        try mount.mount("verify=lazy")
+        let path = mount.path("lazy@1.0", "w.bin")
+        let fd = open(path, O_RDONLY)
+        #expect(fd >= 0)
+        var buffer = [UInt8](repeating: 0, count: file.size)
+        var got = 0
+        while got < file.size {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, file.size - got, off_t(got)) }
+            guard n > 0 else { break }
+            got += n
+        }
+        #expect(got == file.size, "the unverified bytes were served")
+        #expect(Data(buffer) != file.data, "the first source's flipped byte came through (verify=lazy, no chunk digests)")
+        // The whole-file check fails: the bytes are discarded (bytes_present drops to 0).
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try xattr(path, "user.wan.bytes_present") == String(file.size) { Thread.sleep(forTimeInterval: 0.1) }
+        Thread.sleep(forTimeInterval: 0.5)   // the kernel cache is dropped asynchronously
+        // The handle that was served bad bytes now fails (its read reaches wanfs again: the
+        // kernel's cached pages are gone); a new open reads the good bytes from the second source.
+        var byte: UInt8 = 0
+        #expect(pread(fd, &byte, 1, 0) == -1 && errno == EIO)
+        close(fd)
+        #expect(try readFile(path).get() == file.data)
+        #expect(try xattr(path, "user.wan.source") == "\(http)/\(prefix)", "re-fetched from the good source")
+        try mount.unmount()
+    }
+
     @Test func aStoppedOrFrozenOriginIsEIOWithinTheTimeoutAndCachedFilesKeepReading() throws {
         let served = try Scratch("wan-origin")
         let model = ModelFixture(modelID: "stop@1.0", sizes: [("cached.bin", 2 << 20), ("later.bin", 2 << 20)], seed: 11)

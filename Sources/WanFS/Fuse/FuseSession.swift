@@ -55,6 +55,21 @@ public final class FuseSession: @unchecked Sendable {
         guard session != nil else {
             throw FSError(EINVAL, "libfuse refused the session options \(mountOptions.joined(separator: ","))")
         }
+        // Bytes served (verify=lazy, no chunk digests) and then found bad must leave the
+        // kernel's page cache too. Asynchronous: the discovery may happen on a thread that is
+        // serving a read of that very inode, and the kernel would wait for it.
+        fs.engine.onDiscardedContent { [weak self, weak fs] sha256 in
+            guard let self, let inodes = fs?.inodes(ofContent: sha256), !inodes.isEmpty else { return }
+            DispatchQueue.global().async { self.invalidateKernelCache(inodes) }
+        }
+    }
+
+    /// Drops the kernel's cached pages of these inodes (while mounted).
+    private func invalidateKernelCache(_ inodes: [UInt64]) {
+        unmountLock.lock()
+        defer { unmountLock.unlock() }
+        guard mounted, let session else { return }
+        for ino in inodes { _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(ino), 0, 0) }
     }
 
     deinit {
