@@ -34,6 +34,21 @@ import WanTestSupport
         return (fixture, source, prefix)
     }
 
+    /// `model` on two sources, mounted: the fault server flipping the byte at `flipAt` first,
+    /// nginx second. Returns the mount and the good source's URL.
+    static func corruptThenGood(_ model: ModelFixture, flipAt: Int, options: String) throws -> (MountFixture, good: String) {
+        let prefix = TestServers.uniqueName("corrupt-then-good")
+        for file in model.files {
+            try TestServers.putFault("\(prefix)/\(file.path)", file.data)
+            try TestServers.putHTTP("\(prefix)/\(file.path)", file.data)
+        }
+        let bad = try TestServers.value("WAN_TEST_FAULTS") + "/corrupt;offset=\(flipAt)/\(prefix)"
+        let good = try TestServers.value("WAN_TEST_HTTP") + "/\(prefix)"
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: [bad, good])]))
+        try mount.mount(options)
+        return (mount, good)
+    }
+
     @Test func listingCostsNoNetworkAndEveryFileReadsByteExact() throws {
         let (mount, model, prefix) = try Self.nginxModel("lsr", sizes: [
             ("model_index.json", 321), ("transformer/config.json", 77), ("transformer/w-00001.safetensors", 9 << 20 + 123),
@@ -185,20 +200,11 @@ import WanTestSupport
     }
 
     @Test func withASecondGoodSourceTheReadSucceeds() throws {
-        let prefix = TestServers.uniqueName("failover")
         let model = ModelFixture(modelID: "fo@1.0", sizes: [("a.bin", 6 << 20), ("b.bin", 3 << 20)], seed: 9)
-        for file in model.files {
-            try TestServers.putFault("\(prefix)/\(file.path)", file.data)
-            try TestServers.putHTTP("\(prefix)/\(file.path)", file.data)
-        }
-        let faults = try TestServers.value("WAN_TEST_FAULTS"), http = try TestServers.value("WAN_TEST_HTTP")
-        let mount = try MountFixture(manifest: ModelFixture.manifest([
-            model.manifestEntry(sources: ["\(faults)/corrupt;offset=1000/\(prefix)", "\(http)/\(prefix)"]),
-        ]))
-        try mount.mount("verify=strict")
+        let (mount, good) = try Self.corruptThenGood(model, flipAt: 1000, options: "verify=strict")
         for file in model.files {
             #expect(try readFile(mount.path("fo@1.0", file.path)).get() == file.data, "\(file.path)")
-            #expect(try xattr(mount.path("fo@1.0", file.path), "user.wan.source") == "\(http)/\(prefix)")
+            #expect(try xattr(mount.path("fo@1.0", file.path), "user.wan.source") == good)
         }
         #expect(try mount.liveStatus("fo@1.0")["state"] as? String == "COMPLETE")
         try mount.unmount()
@@ -207,16 +213,9 @@ import WanTestSupport
     @Test func unverifiedBytesFoundBadLeaveTheKernelCacheAndTheirHandlesGetEIO() throws {
         // verify=lazy without chunk digests: bytes are served as they land, the whole file is
         // checked at the end. The first source flips a byte; the second is good.
-        let prefix = TestServers.uniqueName("lazybad")
         let model = ModelFixture(modelID: "lazy@1.0", sizes: [("w.bin", 3 << 20)], seed: 17)
         let file = model.files[0]
-        try TestServers.putFault("\(prefix)/w.bin", file.data)
-        try TestServers.putHTTP("\(prefix)/w.bin", file.data)
-        let faults = try TestServers.value("WAN_TEST_FAULTS"), http = try TestServers.value("WAN_TEST_HTTP")
-        let mount = try MountFixture(manifest: ModelFixture.manifest([
-            model.manifestEntry(sources: ["\(faults)/corrupt;offset=2000000/\(prefix)", "\(http)/\(prefix)"]),
-        ]))
-        try mount.mount("verify=lazy")
+        let (mount, good) = try Self.corruptThenGood(model, flipAt: 2_000_000, options: "verify=lazy")
         let path = mount.path("lazy@1.0", "w.bin")
         let fd = open(path, O_RDONLY)
         #expect(fd >= 0)
@@ -239,7 +238,7 @@ import WanTestSupport
         #expect(pread(fd, &byte, 1, 0) == -1 && errno == EIO)
         close(fd)
         #expect(try readFile(path).get() == file.data)
-        #expect(try xattr(path, "user.wan.source") == "\(http)/\(prefix)", "re-fetched from the good source")
+        #expect(try xattr(path, "user.wan.source") == good, "re-fetched from the good source")
         try mount.unmount()
     }
 
