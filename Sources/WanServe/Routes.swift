@@ -22,6 +22,13 @@ struct Routes: Sendable {
         }
         router.get("/api/v1/models/storage") { _, _ in try storage() }
         router.get("/api/v1/config/current") { _, _ in try JSONResponse.make(ConfigView(config)) }
+        let checks = HealthChecks(catalog: catalog)
+        router.get("/api/v1/models/health") { _, _ in try checks.report(nil) }
+        router.get("/api/v1/models/health/:model_id") { _, context in try checks.report(try context.parameters.require("model_id")) }
+        router.post("/api/v1/models/health/:model_id/check") { request, context in
+            let body = try await request.body.collect(upTo: 64 << 10)
+            return try checks.startCheck(try context.parameters.require("model_id"), body: body)
+        }
         if config.enableMetrics {
             router.get("/metrics") { _, _ in try metrics() }
         }

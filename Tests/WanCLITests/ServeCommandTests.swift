@@ -48,9 +48,10 @@ import WanTestSupport
             func json() throws -> [String: Any] { try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) }
         }
 
-        /// GET through curl (status, lower-cased headers, body).
-        func get(_ path: String, token: String? = nil) throws -> Reply {
+        /// GET (or POST with `body`) through curl: status, lower-cased headers, body.
+        func get(_ path: String, token: String? = nil, post body: String? = nil) throws -> Reply {
             var arguments = ["-sS", "--max-time", "10", "-D", "-", base + path]
+            if let body { arguments += ["-X", "POST", "-H", "Content-Type: application/json", "--data-raw", body] }
             if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
             let result = try Shell.run("/usr/bin/curl", arguments)
             guard result.status == 0 else { throw TestEnvironmentError("curl \(path): \(result.output)") }
@@ -110,6 +111,42 @@ import WanTestSupport
         server.process.terminate()
         server.process.waitUntilExit()
         #expect(server.process.terminationStatus == 0, "SIGTERM is a clean shutdown")
+    }
+
+    @Test func aHealthCheckReHashesAndFindsBitRot() throws {
+        let server = try Server()
+        #expect(try WanProcess.run(["models", "ensure", "--only", "srv@1.0"], environment: server.env).status == 0)
+        func entry() throws -> [String: Any] {
+            try #require((try server.get("/api/v1/models/health/srv@1.0").json()["model_health"] as? [String: Any])?["srv@1.0"] as? [String: Any])
+        }
+        #expect(try entry()["health_status"] as? String == "healthy")
+        #expect(try entry()["last_check"] is NSNull)
+        func check() throws -> [String: Any] {
+            let started = try server.get("/api/v1/models/health/srv@1.0/check", post: "{\"check_type\": \"integrity\"}")
+            #expect(started.status == 200, "\(started.body)")
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline, try entry()["check_running"] as? Bool == true { Thread.sleep(forTimeInterval: 0.1) }
+            return try entry()
+        }
+        var result = try check()
+        #expect(result["last_check"] is String && result["health_status"] as? String == "healthy")
+
+        // Bit rot in the cached blob: the next check finds it.
+        let blob = server.env["MODELS_ROOT"]! + "/wan22/srv@1.0/unet/w.bin"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: blob))
+        bytes[1000] ^= 0xff
+        chmod(blob, 0o644)
+        try bytes.write(to: URL(fileURLWithPath: blob))
+        result = try check()
+        #expect(result["health_status"] as? String == "corrupted")
+        #expect((result["corruption_types"] as? [String])?.contains("checksum_mismatch") == true)
+        let system = try #require(try server.get("/api/v1/models/health").json()["system_health"] as? [String: Any])
+        #expect(system["models_corrupted"] as? Int == 1 && system["corrupted_models"] as? Int == 1)
+
+        let bad = try server.get("/api/v1/models/health/srv@1.0/check", post: "{\"check_type\": \"vibes\"}")
+        #expect(bad.status == 422)
+        #expect((try bad.json()["error"] as? [String: Any])?["code"] as? String == "VALIDATION_ERROR")
+        #expect(try server.get("/api/v1/models/health/nope@1.0/check", post: "{}").status == 404)
     }
 
     @Test func errorsUseTheEnvelopeAndBearerAuthGuardsTheAPIOnly() throws {

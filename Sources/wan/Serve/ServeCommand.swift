@@ -11,7 +11,7 @@ struct ServeCommand: WanCommand {
         abstract: "Serve the HTTP API, /metrics and /health/models over MODELS_ROOT until SIGTERM or SIGINT.",
         discussion: """
         Endpoints served so far: GET /health/models[/{id}], GET /metrics, GET /api/v1/models/status/detailed[/{id}], \
-        GET /api/v1/models/storage, GET /api/v1/config/current (see docs/sidecar.md). With --auth-token-file, every /api/v1 route needs \
+        GET /api/v1/models/storage, GET /api/v1/models/health[/{id}], POST /api/v1/models/health/{id}/check, GET /api/v1/config/current (see docs/sidecar.md). With --auth-token-file, every /api/v1 route needs \
         `Authorization: Bearer TOKEN`; /health/models and /metrics stay open.
         """)
 
