@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WanTestSupport
 
@@ -26,6 +27,18 @@ final class MountFixture: @unchecked Sendable {
 
     deinit { forceUnmount() }
 
+    /// Mounts of this test process, unmounted at exit as a last resort: a fixture captured by a
+    /// failed expectation lives until the run ends, and its deinit never runs.
+    private static let live = Mutex<[String: Int32]>([:])
+    private static let cleanupAtExit: Void = { atexit { MountFixture.unmountEverything() } }()
+
+    private static func unmountEverything() {
+        for (mountpoint, pid) in live.withLock({ $0 }) {
+            _ = try? Shell.run("/bin/umount", ["-l", mountpoint])
+            if pid > 0 { kill(pid, SIGKILL) }
+        }
+    }
+
     /// Built executables: $WAN_BIN_DIR, else next to the test bundle, else .build/debug.
     static func binary(_ name: String) -> String {
         if let explicit = ProcessInfo.processInfo.environment["WAN_BIN_DIR"] { return explicit + "/" + name }
@@ -46,6 +59,8 @@ final class MountFixture: @unchecked Sendable {
         if expectSuccess {
             guard result.status == 0 else { throw TestEnvironmentError("mount.wanfs failed (\(result.status)): \(result.output)") }
             pid = (try mountInfo()["pid"] as? NSNumber)?.int32Value
+            _ = Self.cleanupAtExit
+            Self.live.withLock { $0[mountpoint] = pid ?? 0 }
         }
         return result
     }
@@ -61,6 +76,7 @@ final class MountFixture: @unchecked Sendable {
         guard result.status == 0 else { throw TestEnvironmentError("umount \(mountpoint) failed: \(result.output)") }
         if let pid { try Self.waitForExit(pid) }
         pid = nil
+        Self.live.withLock { $0[mountpoint] = nil }
     }
 
     /// `kill -9` of the daemon, then a lazy unmount of the dead mount.
@@ -75,6 +91,7 @@ final class MountFixture: @unchecked Sendable {
     private func forceUnmount() {
         if isMounted { _ = try? Shell.run("/bin/umount", ["-l", mountpoint]) }
         if let pid { kill(pid, SIGKILL) }
+        Self.live.withLock { $0[mountpoint] = nil }
     }
 
     var isMounted: Bool {
