@@ -2,12 +2,20 @@
 # Installs what wanfs needs on a fresh Debian 12 machine (idempotent), then builds.
 #   apt: libfuse3-dev libcurl4-openssl-dev libssl-dev fuse3 pkg-config (+ test servers)
 #   pip: the Python packages the tests and the demo use
-# Usage: scripts/setup.sh [--tests]   (--tests also installs the test-only servers)
+# Usage: scripts/setup.sh [--tests] [--deps-only]
+#   --tests      also the test-only Python packages (the test servers install themselves)
+#   --deps-only  install and check the dependencies, do not build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want_tests=0
-[[ "${1:-}" == "--tests" ]] && want_tests=1
+want_tests=0 build=1
+for arg in "$@"; do
+    case "$arg" in
+        --tests) want_tests=1 ;;
+        --deps-only) build=0 ;;
+        *) echo "setup: unknown argument '$arg' (use --tests, --deps-only)" >&2; exit 2 ;;
+    esac
+done
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -21,10 +29,16 @@ if ((${#missing[@]})); then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The C libraries the Swift targets link (CFuse, CCurl, COpenSSL) must now be visible.
+for module in fuse3 libcurl libcrypto sqlite3; do
+    pkg-config --exists "$module" || { echo "setup: pkg-config cannot find $module after apt-get install" >&2; exit 1; }
+done
 
 pip_packages=(numpy safetensors)
 if ((want_tests)); then pip_packages+=(pytest); fi
 python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root'" >&2 || true
+python3 -c 'import numpy, safetensors' || { echo "setup: pip could not install ${pip_packages[*]}" >&2; exit 1; }
+((build)) || exit 0
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)" >&2; exit 1; }
 echo "setup: swift build" >&2
