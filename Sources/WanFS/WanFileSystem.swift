@@ -172,9 +172,10 @@ public final class WanFileSystem: @unchecked Sendable {
         }
         do {
             let file = try fetcher.prepareRead(offset..<end, priority: .demand, timeout: settings.readTimeout)
-            let after = fetcher.snapshot
-            if after.phase != .complete && fetcher.content.chunks == nil && handle.unverifiedGeneration == nil {
-                handles.withLock { $0[id]?.unverifiedGeneration = after.generation }
+            // Only the first read of a handle, and only without chunk digests, needs to look.
+            if handle.unverifiedGeneration == nil && fetcher.content.chunks == nil {
+                let after = fetcher.snapshot
+                if after.phase != .complete { handles.withLock { $0[id]?.unverifiedGeneration = after.generation } }
             }
             usage.read(model: model, bytes: end - offset)
             return .file(file, offset: offset, count: Int(end - offset))

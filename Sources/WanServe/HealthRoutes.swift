@@ -78,10 +78,8 @@ final class HealthChecks: Sendable {
         var issues = status.missingFiles.map { "missing: \($0)" }
         issues += failed.map { "checksum mismatch: \($0)" }
         let health = Routes.healthStatus(status.state)
-        let required = status.files.filter { !$0.optional }
-        let complete = required.filter { $0.state == .complete }.count
         return Entry(modelID: spec.modelID, healthStatus: health, isHealthy: health == "healthy",
-                     integrityScore: status.state == .corrupt ? 0 : required.isEmpty ? 1 : Double(complete) / Double(required.count),
+                     integrityScore: status.integrityScore,
                      issues: issues, corruptionTypes: (failed.isEmpty ? [] : ["checksum_mismatch"]) + (status.missingFiles.isEmpty ? [] : ["missing_file"]),
                      lastCheck: Nullable(status.lastVerified),
                      repairSuggestions: failed.isEmpty ? (status.missingFiles.isEmpty ? [] : ["wan models ensure --only \(spec.modelID)"])
@@ -97,9 +95,7 @@ final class HealthChecks: Sendable {
         let healthy = entries.filter(\.isHealthy).count
         let corrupted = entries.filter { $0.healthStatus == "corrupted" }.count
         let degraded = entries.filter { $0.healthStatus == "degraded" }.count
-        let usage = try? DiskUsage.measure(catalog.engine.resolver)
-        let capacity = catalog.engine.config.maxTotalSize ?? usage?.filesystem?.totalBytes ?? 0
-        let percent = capacity > 0 ? (Double(usage?.totalBytes ?? 0) / Double(capacity) * 1000).rounded() / 10 : 0
+        let percent = (try? StorageFigures(catalog.engine))?.usagePercent ?? 0
         let score = entries.isEmpty ? 1 : (Double(healthy) + 0.5 * Double(degraded)) / Double(entries.count)
         let byID = Dictionary(entries.map { ($0.modelID, $0) }, uniquingKeysWith: { a, _ in a })
         return try JSONResponse.make(Report(
@@ -133,7 +129,7 @@ final class HealthChecks: Sendable {
                                details: ["field": "check_type"])
             }
         }
-        let checkID = "check_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        let checkID = generatedID("check")
         let started = running.withLock { table -> Bool in
             guard table[spec.modelID] == nil else { return false }
             table[spec.modelID] = checkID

@@ -10,7 +10,7 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let id = request.headers[.xRequestID] ?? "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        let id = request.headers[.xRequestID] ?? generatedID("req")
         let started = ContinuousClock.now
         var response: Response
         do {

@@ -40,6 +40,37 @@ struct ModelDetail: Encodable {
     }
 }
 
+extension ModelStatus {
+    /// Complete required files over required files; 0 when the model is CORRUPT.
+    var integrityScore: Double {
+        if state == .corrupt { return 0 }
+        let required = files.filter { !$0.optional }
+        return required.isEmpty ? 1 : Double(required.filter { $0.state == .complete }.count) / Double(required.count)
+    }
+}
+
+/// What the cache may grow into: `max_total_size` when set, else the filesystem's size.
+struct StorageFigures {
+    let usage: DiskUsage
+    let capacity: Int64
+    let available: Int64
+
+    init(_ engine: CacheEngine) throws {
+        let usage = try DiskUsage.measure(engine.resolver)
+        self.usage = usage
+        capacity = engine.config.maxTotalSize ?? usage.filesystem?.totalBytes ?? 0
+        available = engine.config.maxTotalSize.map { max(0, $0 - usage.totalBytes) } ?? usage.filesystem?.availableBytes ?? 0
+    }
+
+    /// Used over capacity, in percent with one decimal.
+    var usagePercent: Double { capacity > 0 ? (Double(usage.totalBytes) / Double(capacity) * 1000).rounded() / 10 : 0 }
+}
+
+/// An id for something the API created: `prefix` + 12 hex digits (`req_…`, `check_…`).
+func generatedID(_ prefix: String) -> String {
+    prefix + "_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+}
+
 /// Reads the models' state for the API.
 struct ModelCatalog: Sendable {
     let engine: CacheEngine
@@ -75,8 +106,6 @@ struct ModelCatalog: Sendable {
     func detail(_ spec: ModelSpec) throws -> ModelDetail {
         let status = try engine.status(spec)
         let usage = try engine.state(create: false)?.usage(model: engine.modelKey(spec))
-        let required = status.files.filter { !$0.optional }
-        let verified = required.filter { $0.state == .complete }.count
         let sameName = registry.manifest.models.filter { $0.modelID.split(separator: "@").first == spec.modelID.split(separator: "@").first }
         let latest = sameName.map(\.version).max { $0.compare($1, options: .numeric) == .orderedAscending } ?? spec.version
         let fetching = isFetching(spec)
@@ -89,7 +118,7 @@ struct ModelCatalog: Sendable {
             downloadProgress: Nullable(status.state == .partial || fetching
                 ? (status.bytesTotal == 0 ? 0 : (Double(status.bytesPresent) / Double(status.bytesTotal) * 1000).rounded() / 10) : nil),
             missingFiles: status.missingFiles,
-            integrityScore: status.state == .corrupt ? 0 : (required.isEmpty ? 1 : Double(verified) / Double(required.count)),
+            integrityScore: status.integrityScore,
             lastHealthCheck: Nullable(status.lastVerified),
             performanceScore: Nullable(nil),
             corruptionDetected: status.state == .corrupt,

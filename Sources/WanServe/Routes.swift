@@ -168,9 +168,8 @@ struct Routes: Sendable {
     }
 
     func storage() throws -> Response {
-        let usage = try DiskUsage.measure(engine.resolver)
-        let space = usage.filesystem
-        let capacity = config.maxTotalSize ?? space?.totalBytes ?? 0
+        let figures = try StorageFigures(engine)
+        let usage = figures.usage
         let state = try engine.state(create: false)
         let now = Date()
         let models = usage.models.map { model in
@@ -181,11 +180,9 @@ struct Routes: Sendable {
         var collector = GarbageCollector(engine: engine, maxTotalSize: config.maxTotalSize, maxModelAge: config.maxModelAge)
         if config.maxTotalSize == nil && config.maxModelAge == nil { collector.maxModelAge = 30 * 86400 }
         let plan = try collector.collect(dryRun: true, now: now)
-        let available = config.maxTotalSize.map { max(0, $0 - usage.totalBytes) } ?? space?.availableBytes ?? 0
         return try JSONResponse.make(StorageReport(
-            storageSummary: .init(totalCapacityGB: Double(capacity) / 1e9, usedSpaceGB: Double(usage.totalBytes) / 1e9,
-                                  availableSpaceGB: Double(available) / 1e9,
-                                  usagePercent: capacity > 0 ? (Double(usage.totalBytes) / Double(capacity) * 1000).rounded() / 10 : 0,
+            storageSummary: .init(totalCapacityGB: Double(figures.capacity) / 1e9, usedSpaceGB: Double(usage.totalBytes) / 1e9,
+                                  availableSpaceGB: Double(figures.available) / 1e9, usagePercent: figures.usagePercent,
                                   modelsCount: usage.models.count),
             modelsStorage: models,
             cleanupSuggestions: .init(potentialSavingsGB: Double(plan.bytesReclaimable) / 1e9, safeToRemoveCount: plan.modelsRemoved.count,

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WanTestSupport
 
 /// Runs the built `wan` executable the way a user or script would.
 struct WanProcess {
@@ -15,17 +16,10 @@ struct WanProcess {
         }
     }
 
-    /// The `wan` binary: $WAN_BIN, else next to the test bundle, else .build/debug.
+    /// The `wan` binary: $WAN_BIN, else the built product (see ``BuiltProducts``).
     static var binary: URL {
         if let explicit = ProcessInfo.processInfo.environment["WAN_BIN"] { return URL(fileURLWithPath: explicit) }
-        var directory = Bundle.main.bundleURL
-        for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("wan")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/wan")
+        return URL(fileURLWithPath: BuiltProducts.path("wan"))
     }
 
     /// Runs `wan args...` with exactly `environment` (plus PATH) and waits for it.

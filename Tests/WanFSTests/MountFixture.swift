@@ -39,23 +39,11 @@ final class MountFixture: @unchecked Sendable {
         }
     }
 
-    /// Built executables: $WAN_BIN_DIR, else next to the test bundle, else .build/debug.
-    static func binary(_ name: String) -> String {
-        if let explicit = ProcessInfo.processInfo.environment["WAN_BIN_DIR"] { return explicit + "/" + name }
-        var directory = Bundle.main.bundleURL
-        for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
-            directory.deleteLastPathComponent()
-        }
-        return TestServers.repositoryRoot + "/.build/debug/" + name
-    }
-
     /// Runs `mount.wanfs ROOT MOUNTPOINT -o manifest=...,OPTIONS` (which returns once the mount answers).
     @discardableResult
     func mount(_ options: String = "", expectSuccess: Bool = true) throws -> Shell.Result {
         let list = "manifest=\(manifest)" + (options.isEmpty ? "" : "," + options)
-        let result = try Shell.run(Self.binary("mount.wanfs"), [root, mountpoint, "-o", list], environment: Self.environment)
+        let result = try Shell.run(BuiltProducts.path("mount.wanfs"), [root, mountpoint, "-o", list], environment: Self.environment)
         if expectSuccess {
             guard result.status == 0 else { throw TestEnvironmentError("mount.wanfs failed (\(result.status)): \(result.output)") }
             pid = (try mountInfo()["pid"] as? NSNumber)?.int32Value
@@ -121,7 +109,7 @@ final class MountFixture: @unchecked Sendable {
     /// `wan models ARGS --json` (status --mount and friends), parsed.
     func wan(_ arguments: [String]) throws -> (status: Int32, json: [String: Any]) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary("wan"))
+        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("wan"))
         process.arguments = arguments + ["--json"]
         process.environment = Self.environment
         let out = Pipe()

@@ -324,7 +324,7 @@ import WanTestSupport
 
     @Test func mountDashTWanWorksThroughTheInstalledHelper() throws {
         let install = try Shell.run("/bin/bash", [TestServers.repositoryRoot + "/mount-helpers/install.sh", "--bin-dir",
-                                                  (MountFixture.binary("mount.wanfs") as NSString).deletingLastPathComponent, "--link"])
+                                                  (BuiltProducts.path("mount.wanfs") as NSString).deletingLastPathComponent, "--link"])
         #expect(install.status == 0, "\(install.output)")
         let served = try Scratch("wan-helper-src")
         let model = ModelFixture(modelID: "helper@1.0", sizes: [("a.bin", 100_000)], seed: 14)
@@ -348,7 +348,7 @@ import WanTestSupport
         try model.write(to: served.path)
         let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://\(served.path)"])]))
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: MountFixture.binary("wan"))
+        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("wan"))
         process.arguments = ["mount", mount.mountpoint, "--models-root", mount.root, "--manifest", mount.manifest]
         process.environment = MountFixture.environment
         let errors = Pipe()
@@ -379,14 +379,14 @@ import WanTestSupport
             #expect(!mount.isMounted)
         }
         let bad = try mount.dir.write("bad.toml", "schema_version = 1\n[models.\"x@1\"]\n[[models.\"x@1\".files]]\npath = \"../escape\"\nsize = 1\nsha256 = \"zz\"\n")
-        let result = try Shell.run(MountFixture.binary("mount.wanfs"), [mount.root, mount.mountpoint, "-o", "manifest=\(bad)"], environment: MountFixture.environment)
+        let result = try Shell.run(BuiltProducts.path("mount.wanfs"), [mount.root, mount.mountpoint, "-o", "manifest=\(bad)"], environment: MountFixture.environment)
         #expect(result.status == 2)
         #expect(result.output.contains("MANIFEST_INVALID") && result.output.contains("../escape"), "\(result.output)")
-        let missing = try Shell.run(MountFixture.binary("mount.wanfs"), [mount.root, mount.dir.path + "/absent", "-o", "manifest=\(mount.manifest)"],
+        let missing = try Shell.run(BuiltProducts.path("mount.wanfs"), [mount.root, mount.dir.path + "/absent", "-o", "manifest=\(mount.manifest)"],
                                     environment: MountFixture.environment)
         #expect(missing.status == 2 && missing.output.contains("does not exist"), "\(missing.output)")
         #expect(!mount.isMounted)
-        let cli = try Shell.run(MountFixture.binary("wan"), ["mount", mount.mountpoint, "--models-root", mount.root, "--manifest", mount.manifest, "-o", "verify=maybe"],
+        let cli = try Shell.run(BuiltProducts.path("wan"), ["mount", mount.mountpoint, "--models-root", mount.root, "--manifest", mount.manifest, "-o", "verify=maybe"],
                                 environment: MountFixture.environment)
         #expect(cli.status == 2 && cli.output.contains("verify"), "\(cli.output)")
     }
