@@ -107,11 +107,11 @@ final class MountFixture: @unchecked Sendable {
     func path(_ model: String, _ file: String) -> String { "\(mountpoint)/\(model)/\(file)" }
 
     /// `wan models ARGS --json` (status --mount and friends), parsed.
-    func wan(_ arguments: [String]) throws -> (status: Int32, json: [String: Any]) {
+    func wan(_ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, json: [String: Any]) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path("wan"))
         process.arguments = arguments + ["--json"]
-        process.environment = Self.environment
+        process.environment = Self.environment.merging(extra) { _, new in new }
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice

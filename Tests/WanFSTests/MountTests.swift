@@ -84,6 +84,13 @@ import WanTestSupport
         #expect(open(mount.path("lsr@1.0", "nope.bin"), O_RDONLY) == -1 && errno == ENOENT)
         #expect(!FileManager.default.fileExists(atPath: mount.mountpoint + "/other@1.0"))
 
+        // MODELS_ROOT pointing at the mount asks the live mount (no manifest needed); a
+        // directory that is not a mount is refused by --mount.
+        let viaRoot = try mount.wan(["models", "status"], environment: ["MODELS_ROOT": mount.mountpoint])
+        #expect(viaRoot.status == 0)
+        #expect((viaRoot.json["mount"] as? [String: Any])?["models_root"] as? String == mount.root)
+        #expect(try mount.wan(["models", "status", "--mount", mount.dir.path]).status == 2)
+
         // The cache outlives the mount: after a remount the same reads fetch nothing.
         try mount.unmount()
         #expect(!mount.isMounted)
@@ -284,6 +291,21 @@ import WanTestSupport
         #expect(try xattr(path, "user.wan.state") == "COMPLETE", "hydrate=open fetches the file in the background")
         #expect(try xattr(mount.path("hydrate@1.0", "other.bin"), "user.wan.state") == "NOT_PRESENT", "files not opened stay untouched")
         #expect(try TestServers.nginxBytes(containing: "/\(prefix)/w.bin") == Int64(model.file("w.bin").size))
+        try mount.unmount()
+    }
+
+    @Test func cacheMaxKeepsModelsRootUnderItsSizeAtMount() throws {
+        let (mount, model, _) = try Self.nginxModel("gcmax", sizes: [("w.bin", 2 << 20)])
+        #expect(try readFile(mount.path("gcmax@1.0", "w.bin")).get() == model.files[0].data)
+        let committed = Date().addingTimeInterval(20)   // verified and linked in the background
+        while Date() < committed, try xattr(mount.path("gcmax@1.0", "w.bin"), "user.wan.state") != "COMPLETE" { Thread.sleep(forTimeInterval: 0.1) }
+        try mount.unmount()
+        #expect(FileManager.default.fileExists(atPath: mount.root + "/wan22/gcmax@1.0/w.bin"))
+        try mount.mount("cache_max=1KB")   // the first collection runs when the mount starts
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, FileManager.default.fileExists(atPath: mount.root + "/wan22/gcmax@1.0") { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!FileManager.default.fileExists(atPath: mount.root + "/wan22/gcmax@1.0"), "the least recently used model is removed")
+        #expect(try xattr(mount.path("gcmax@1.0", "w.bin"), "user.wan.state") == "NOT_PRESENT")
         try mount.unmount()
     }
 
