@@ -57,23 +57,29 @@ public final class CacheEngine: @unchecked Sendable {
         discardHandler.withLock { $0 = handler }
     }
     private let stateStore = Mutex<StateStore?>(nil)
+    /// Cancelled by `shutdown(cancellingTransfers: true)`: every transfer of this engine ends.
+    private let transfers = CancellationToken()
 
+    /// - Parameter limiter: caps the receive rate of every transfer of this engine together
+    ///   (the sidecar gives each download its own); by default `bandwidth_limit`'s.
     public init(config: OrchestratorConfig, registry: ModelRegistry, settings: Settings? = nil,
-                engine: HTTPEngine = .shared) throws {
+                engine: HTTPEngine = .shared, limiter: BandwidthLimiter? = nil) throws {
         self.config = config
         self.registry = registry
         self.resolver = try config.resolver()
         self.locks = LockManager(resolver: resolver)
         self.settings = settings ?? Settings(config)
-        self.sources = SourceFactory(config: config, manifestDirectory: registry.manifestDirectory, engine: engine)
+        self.sources = SourceFactory(config: config, manifestDirectory: registry.manifestDirectory, engine: engine, limiter: limiter)
         self.scheduler = FetchScheduler(workers: self.settings.connections, name: self.settings.threadName)
     }
 
     deinit { scheduler.stop() }
 
     /// Stops fetching: partial files are synced and their maps recorded, workers exit once
-    /// their current request ends. Everything fetched so far is kept for the next run.
-    public func shutdown() {
+    /// their current request ends (at once with `cancellingTransfers`). Everything fetched
+    /// so far is kept for the next run.
+    public func shutdown(cancellingTransfers: Bool = false) {
+        if cancellingTransfers { transfers.cancel() }
         scheduler.stop(discardingQueued: true)
         for fetcher in liveFetchers() { fetcher.suspend() }
     }
@@ -114,7 +120,7 @@ public final class CacheEngine: @unchecked Sendable {
             // fetches lazily; this is what makes the model directory and GC see it).
             let target = resolver.localDir(spec) + "/" + file.path
             let fetcher = FileFetcher(content: file, model: modelKey(spec), reader: reader, settings: settings, resolver: resolver,
-                                      locks: locks, state: state, scheduler: scheduler,
+                                      locks: locks, state: state, scheduler: scheduler, cancel: transfers,
                                       onCommit: { [weak self] blob in try? self?.link(blob: blob, to: target) },
                                       onDiscard: { [weak self] sha256 in self?.discardHandler.withLock { $0 }?(sha256) })
             table[file.sha256] = fetcher

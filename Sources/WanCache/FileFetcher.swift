@@ -54,6 +54,8 @@ public final class FileFetcher: @unchecked Sendable {
     let locks: LockManager
     let state: StateStore?
     let scheduler: FetchScheduler
+    /// Ends every transfer of this fetcher when cancelled (the engine's shutdown).
+    let cancel: CancellationToken
     /// Called with the blob's path once the content is committed (the engine links it into the model).
     let onCommit: (@Sendable (String) -> Void)?
     /// Called (with the content's sha256) when bytes that may have been served are discarded
@@ -98,7 +100,7 @@ public final class FileFetcher: @unchecked Sendable {
     private var syncing = false            // guarded by persistLock
 
     init(content: FileSpec, model: String, reader: FailoverReader, settings: CacheEngine.Settings, resolver: ModelResolver,
-         locks: LockManager, state: StateStore?, scheduler: FetchScheduler, onCommit: (@Sendable (String) -> Void)? = nil,
+         locks: LockManager, state: StateStore?, scheduler: FetchScheduler, cancel: CancellationToken = .none, onCommit: (@Sendable (String) -> Void)? = nil,
          onDiscard: (@Sendable (String) -> Void)? = nil) {
         self.content = content
         self.model = model
@@ -108,6 +110,7 @@ public final class FileFetcher: @unchecked Sendable {
         self.locks = locks
         self.state = state
         self.scheduler = scheduler
+        self.cancel = cancel
         self.onCommit = onCommit
         self.onDiscard = onDiscard
         if let chunkSize = content.chunkSize, content.chunks != nil {
@@ -316,7 +319,7 @@ public final class FileFetcher: @unchecked Sendable {
                                      digestBlocks: content.chunks != nil) { range, source, digest in
                     try self.blockArrived(range, source: source, digest: digest, file: file, generation: currentGeneration)
                 }
-                try reader.read(content, range: gap, into: sink, excluding: excludedNow, willTry: { sink.source = $0.displayName })
+                try reader.read(content, range: gap, into: sink, cancel: cancel, excluding: excludedNow, willTry: { sink.source = $0.displayName })
             }
             condition.lock()
             for block in blocks {

@@ -74,6 +74,8 @@ func generatedID(_ prefix: String) -> String {
 /// Reads the models' state for the API.
 struct ModelCatalog: Sendable {
     let engine: CacheEngine
+    /// The downloads this sidecar runs (their state shows in each model's detail).
+    let downloads: DownloadManager
 
     var registry: ModelRegistry { engine.registry }
 
@@ -109,14 +111,17 @@ struct ModelCatalog: Sendable {
         let sameName = registry.manifest.models.filter { $0.modelID.split(separator: "@").first == spec.modelID.split(separator: "@").first }
         let latest = sameName.map(\.version).max { $0.compare($1, options: .numeric) == .orderedAscending } ?? spec.version
         let fetching = isFetching(spec)
+        let download = downloads.snapshot(DownloadManager.key(spec))
+        let availability = status.state == .complete ? "available"
+            : download?.status.availability ?? Self.availability(status, fetching: fetching)
         return ModelDetail(
             modelID: spec.modelID,
-            availabilityStatus: Self.availability(status, fetching: fetching),
+            availabilityStatus: availability,
             isAvailable: status.state == .complete,
             isLoaded: engine.locks.isModelLocked(engine.modelKey(spec)),
             sizeMB: Double(status.bytesTotal) / 1e6,
-            downloadProgress: Nullable(status.state == .partial || fetching
-                ? (status.bytesTotal == 0 ? 0 : (Double(status.bytesPresent) / Double(status.bytesTotal) * 1000).rounded() / 10) : nil),
+            downloadProgress: Nullable(download.flatMap { $0.status.isActive ? $0.progressPercent : nil } ?? (status.state == .partial || fetching
+                ? (status.bytesTotal == 0 ? 0 : (Double(status.bytesPresent) / Double(status.bytesTotal) * 1000).rounded() / 10) : nil)),
             missingFiles: status.missingFiles,
             integrityScore: status.integrityScore,
             lastHealthCheck: Nullable(status.lastVerified),
@@ -125,9 +130,9 @@ struct ModelCatalog: Sendable {
             usageFrequency: Nullable(nil),
             lastUsed: Nullable(usage?.lastAccess),
             averageGenerationTime: Nullable(nil),
-            canPauseDownload: false,
-            canResumeDownload: false,
-            estimatedDownloadTime: Nullable(nil),
+            canPauseDownload: download.map { $0.status == .queued || $0.status == .downloading } ?? false,
+            canResumeDownload: download.map { $0.status == .paused || $0.status == .failed } ?? false,
+            estimatedDownloadTime: Nullable(download?.etaSeconds.map(Double.init)),
             currentVersion: spec.version,
             latestVersion: latest,
             updateAvailable: latest.compare(spec.version, options: .numeric) == .orderedDescending)

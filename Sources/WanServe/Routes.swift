@@ -29,6 +29,12 @@ struct Routes: Sendable {
             let body = try await request.body.collect(upTo: 64 << 10)
             return try checks.startCheck(try context.parameters.require("model_id"), body: body)
         }
+        let downloads = DownloadRoutes(catalog: catalog)
+        router.post("/api/v1/models/download/manage") { request, _ in try await downloads.manage(request) }
+        router.get("/api/v1/models/download/progress/:model_id") { _, context in
+            try downloads.progress(try context.parameters.require("model_id"))
+        }
+        router.get("/api/v1/models/download/active") { request, _ in try downloads.active(request) }
         if config.enableMetrics {
             router.get("/metrics") { _, _ in try metrics() }
         }

@@ -30,7 +30,9 @@ public struct Sidecar: Sendable {
         let router = Router()
         router.middlewares.add(EnvelopeMiddleware(logger: logger))
         if let authToken { router.middlewares.add(BearerAuthMiddleware(token: authToken)) }
-        Routes(catalog: ModelCatalog(engine: engine), config: config).register(on: router)
+        let events = EventHub()
+        let downloads = DownloadManager(engine: engine, events: events)
+        Routes(catalog: ModelCatalog(engine: engine, downloads: downloads), config: config).register(on: router)
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wan"),
                               logger: logger)
         try await app.runService()

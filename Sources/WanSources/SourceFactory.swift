@@ -7,11 +7,15 @@ public struct SourceFactory: Sendable {
     public let localRoot: String
     public let client: HTTPClient
 
-    public init(config: OrchestratorConfig, manifestDirectory: String, engine: HTTPEngine = .shared) {
+    /// - Parameter limiter: caps every transfer of these sources together; by default one
+    ///   limiter at the configuration's `bandwidth_limit` (none when unset).
+    public init(config: OrchestratorConfig, manifestDirectory: String, engine: HTTPEngine = .shared, limiter: BandwidthLimiter? = nil) {
         self.config = config
         self.localRoot = config.localSourceRoot(manifestDirectory: manifestDirectory)
-        self.client = HTTPClient(engine: engine, retry: RetryPolicy(config), requestTimeout: config.requestTimeout,
-                                 maxBytesPerSecond: config.bandwidthLimit)
+        var client = HTTPClient(engine: engine, retry: RetryPolicy(config), requestTimeout: config.requestTimeout,
+                                maxBytesPerSecond: config.bandwidthLimit)
+        if let limiter { client.limiter = limiter }
+        self.client = client
     }
 
     public func backend(for url: SourceURL) throws(SourceError) -> any StorageBackend {

@@ -5,67 +5,7 @@ import WanTestSupport
 /// `wan serve` as a sidecar runs: a real HTTP server on 127.0.0.1, asked with curl, over a
 /// MODELS_ROOT the CLI fills.
 @Suite(.serialized) struct ServeCommandTests {
-    /// A running `wan serve` over a fresh MODELS_ROOT with one local model.
-    final class Server: @unchecked Sendable {
-        let dir: Scratch
-        let model: ModelFixture
-        let env: [String: String]
-        let base: String
-        let process = Process()
-
-        init(token: String? = nil) throws {
-            dir = try Scratch("wan-serve")
-            model = ModelFixture(modelID: "srv@1.0", sizes: [("model_index.json", 300), ("unet/w.bin", 2 << 20)], chunkSize: 1 << 20, seed: 21)
-            try model.write(to: dir.path + "/src")
-            let manifest = try dir.write("models.toml", ModelFixture.manifest([model.manifestEntry(sources: ["local://\(dir.path)/src"])]))
-            env = ["MODELS_ROOT": dir.path + "/root", "WAN_MODELS_MANIFEST": manifest]
-            let port = Int.random(in: 30000..<40000)
-            base = "http://127.0.0.1:\(port)"
-            var arguments = ["serve", "--listen", "127.0.0.1:\(port)"]
-            if let token { arguments += ["--auth-token-file", try dir.write("token", token + "\n")] }
-            process.executableURL = WanProcess.binary
-            process.arguments = arguments
-            var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-            environment.merge(env) { _, new in new }
-            process.environment = environment
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline {
-                if (try? get("/health/models").status) != nil { return }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            throw TestEnvironmentError("wan serve did not answer on \(base)")
-        }
-
-        deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
-
-        struct Reply {
-            let status: Int
-            let headers: [String: String]
-            let body: String
-            func json() throws -> [String: Any] { try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) }
-        }
-
-        /// GET (or POST with `body`) through curl: status, lower-cased headers, body.
-        func get(_ path: String, token: String? = nil, post body: String? = nil) throws -> Reply {
-            var arguments = ["-sS", "--max-time", "10", "-D", "-", base + path]
-            if let body { arguments += ["-X", "POST", "-H", "Content-Type: application/json", "--data-raw", body] }
-            if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
-            let result = try Shell.run("/usr/bin/curl", arguments)
-            guard result.status == 0 else { throw TestEnvironmentError("curl \(path): \(result.output)") }
-            let parts = result.output.components(separatedBy: "\r\n\r\n")
-            let head = parts[0].components(separatedBy: "\r\n")
-            let status = Int(head[0].split(separator: " ")[1]) ?? 0
-            var headers: [String: String] = [:]
-            for line in head.dropFirst() {
-                guard let colon = line.firstIndex(of: ":") else { continue }
-                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            }
-            return Reply(status: status, headers: headers, body: parts.dropFirst().joined(separator: "\r\n\r\n"))
-        }
-    }
+    typealias Server = SidecarServer
 
     @Test func statusHealthStorageAndMetricsFollowTheCache() throws {
         let server = try Server()

@@ -1,0 +1,66 @@
+import Foundation
+import Hummingbird
+
+/// Reads JSON request bodies the same way on every endpoint: a body that is not a JSON object
+/// is 400 `BAD_REQUEST`; a missing or wrong-typed field is 422 `VALIDATION_ERROR` naming it.
+enum RequestBody {
+    /// Bodies larger than this are refused (every request of the API is a few fields).
+    static let maxBytes = 1 << 20
+
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyMeans empty: String? = nil) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maxBytes)
+        } catch {
+            throw APIError(.contentTooLarge, code: "BAD_REQUEST", message: "the body is larger than \(maxBytes) bytes")
+        }
+        var data = Data(buffer: buffer)
+        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }), let empty { data = Data(empty.utf8) }
+        guard (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+            throw APIError(.badRequest, code: "BAD_REQUEST", message: "the body must be a JSON object")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw invalid(field(context.codingPath + [key]), "is required")
+        } catch let DecodingError.typeMismatch(expected, context) {
+            throw invalid(field(context.codingPath), "must be \(describe(expected))")
+        } catch let DecodingError.valueNotFound(expected, context) {
+            throw invalid(field(context.codingPath), "must be \(describe(expected)), not null")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw invalid(field(context.codingPath), context.debugDescription)
+        }
+    }
+
+    /// 422 `VALIDATION_ERROR` with `details.field`.
+    static func invalid(_ field: String, _ problem: String) -> APIError {
+        APIError(.unprocessableContent, code: "VALIDATION_ERROR", message: "\(field) \(problem)", details: ["field": field])
+    }
+
+    /// `value` as one of `T`'s cases, or 422 naming `field` and the allowed values.
+    static func oneOf<T: RawRepresentable & CaseIterable>(_ value: String?, _ field: String, default fallback: T? = nil) throws -> T
+    where T.RawValue == String {
+        guard let value else {
+            if let fallback { return fallback }
+            throw invalid(field, "is required")
+        }
+        guard let parsed = T(rawValue: value) else {
+            throw invalid(field, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), not '\(value)'")
+        }
+        return parsed
+    }
+
+    private static func field(_ path: [any CodingKey]) -> String {
+        path.isEmpty ? "body" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "a boolean"
+        case is Int.Type: "an integer"
+        case is Double.Type: "a number"
+        default: "\(type)"
+        }
+    }
+}

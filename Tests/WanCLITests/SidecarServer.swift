@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+import WanTestSupport
+
+/// A running `wan serve` over a fresh MODELS_ROOT with models from a local folder or from
+/// nginx on 127.0.0.1, asked with curl.
+final class SidecarServer: @unchecked Sendable {
+    let dir: Scratch
+    let models: [ModelFixture]
+    let env: [String: String]
+    let base: String
+    let port: Int
+    /// The nginx path prefix of the models' files (HTTP sources only).
+    let prefix: String?
+    let process = Process()
+
+    var model: ModelFixture { models[0] }
+
+    /// - Parameters:
+    ///   - overHTTP: serve the models' files from nginx (so the origin counts bytes) instead of a local folder.
+    ///   - arguments: more `wan serve` arguments.
+    ///   - manifestExtra: TOML appended to each model's entry (metadata for fallback).
+    init(token: String? = nil, models: [ModelFixture]? = nil, overHTTP: Bool = false, arguments extra: [String] = [],
+         environment: [String: String] = [:], manifestExtra: [String: String] = [:]) throws {
+        dir = try Scratch("wan-serve")
+        self.models = models ?? [ModelFixture(modelID: "srv@1.0", sizes: [("model_index.json", 300), ("unet/w.bin", 2 << 20)],
+                                              chunkSize: 1 << 20, seed: 21)]
+        var entries: [String] = []
+        var prefix: String?
+        for model in self.models {
+            let source: String
+            if overHTTP {
+                let folder = TestServers.uniqueName("srv")
+                for file in model.files { try TestServers.putHTTP("\(folder)/\(model.modelID)/\(file.path)", file.data) }
+                source = try TestServers.value("WAN_TEST_HTTP") + "/\(folder)/\(model.modelID)"
+                prefix = prefix ?? folder
+            } else {
+                try model.write(to: dir.path + "/src/" + model.modelID)
+                source = "local://\(dir.path)/src/\(model.modelID)"
+            }
+            entries.append(model.manifestEntry(sources: [source]) + (manifestExtra[model.modelID] ?? ""))
+        }
+        self.prefix = prefix
+        let manifest = try dir.write("models.toml", ModelFixture.manifest(entries))
+        var env = ["MODELS_ROOT": dir.path + "/root", "WAN_MODELS_MANIFEST": manifest]
+        env.merge(environment) { _, new in new }
+        self.env = env
+        port = Int.random(in: 30000..<40000)
+        base = "http://127.0.0.1:\(port)"
+        var arguments = ["serve", "--listen", "127.0.0.1:\(port)"] + extra
+        if let token { arguments += ["--auth-token-file", try dir.write("token", token + "\n")] }
+        process.executableURL = WanProcess.binary
+        process.arguments = arguments
+        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        environment.merge(env) { _, new in new }
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.write("serve.log", "")))
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if (try? get("/health/models").status) != nil { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TestEnvironmentError("wan serve did not answer on \(base)")
+    }
+
+    deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+
+    /// What the server logged on stderr.
+    var log: String { (try? String(contentsOfFile: dir.path + "/serve.log", encoding: .utf8)) ?? "" }
+
+    struct Reply {
+        let status: Int
+        let headers: [String: String]
+        let body: String
+        func json() throws -> [String: Any] { try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) }
+        /// The error envelope's `error` object (empty when the body has none).
+        var error: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any])?["error"] as? [String: Any] ?? [:] }
+        var errorCode: String? { error["code"] as? String }
+        var errorField: String? { (error["details"] as? [String: Any])?["field"] as? String }
+    }
+
+    /// GET (or POST with `body`, or another `method`) through curl: status, lower-cased headers, body.
+    func get(_ path: String, token: String? = nil, post body: String? = nil, method: String? = nil) throws -> Reply {
+        var arguments = ["-sS", "--max-time", "15", "-D", "-", base + path]
+        if let body { arguments += ["-X", method ?? "POST", "-H", "Content-Type: application/json", "--data-raw", body] }
+        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+        let result = try Shell.run("/usr/bin/curl", arguments)
+        guard result.status == 0 else { throw TestEnvironmentError("curl \(path): \(result.output)") }
+        let parts = result.output.components(separatedBy: "\r\n\r\n")
+        let head = parts[0].components(separatedBy: "\r\n")
+        let status = Int(head[0].split(separator: " ")[1]) ?? 0
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return Reply(status: status, headers: headers, body: parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    /// POSTs `object` as JSON.
+    func post(_ path: String, _ object: [String: Any], method: String = "POST") throws -> Reply {
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        return try get(path, post: body, method: method)
+    }
+
+    /// Polls `path` until `done` holds for its JSON (or `timeout` passes); returns the last answer.
+    @discardableResult
+    func poll(_ path: String, timeout: Double = 30, until done: ([String: Any]) -> Bool) throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = try get(path).json()
+        while !done(last), Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            last = try get(path).json()
+        }
+        return last
+    }
+}
