@@ -41,6 +41,9 @@ public struct GarbageCollector: Sendable {
     public var maxTotalSize: Int64?
     /// Seconds.
     public var maxModelAge: Double?
+    /// When set, only these models (directory names) are removed, whatever the limits say;
+    /// pinned and in-use ones are still kept.
+    public var only: Set<String>?
 
     public init(engine: CacheEngine, maxTotalSize: Int64? = nil, maxModelAge: Double? = nil) {
         self.engine = engine
@@ -94,7 +97,7 @@ public struct GarbageCollector: Sendable {
 
         // Which models may go, and in what order.
         var removable: [Candidate] = []
-        for model in models {
+        for model in models where only?.contains(model.name) ?? true {
             if usage[model.name]?.pinned == true {
                 result.modelsPreserved.append(model.name)
                 result.reasons[model.name] = "pinned"
@@ -110,7 +113,9 @@ public struct GarbageCollector: Sendable {
         for model in removable {
             let idle = now.timeIntervalSince(model.lastAccess)
             var reason: String?
-            if let maxModelAge, idle > maxModelAge {
+            if only != nil {
+                reason = "asked for by name"
+            } else if let maxModelAge, idle > maxModelAge {
                 reason = "idle \(Int(idle / 86400)) days (max age \(Int(maxModelAge / 86400)) days)"
             } else if let maxTotalSize, total > maxTotalSize {
                 reason = "cache \(ByteSize.format(total)) over max size \(ByteSize.format(maxTotalSize))"

@@ -3,6 +3,7 @@ import Hummingbird
 import Synchronization
 import WanCache
 import WanCore
+import WanSystem
 
 /// `GET /api/v1/models/health[/{id}]` and `POST /api/v1/models/health/{id}/check`: seed 003's
 /// shape with seed 002's keys beside it. A check re-hashes every file of the model in the
@@ -117,18 +118,13 @@ final class HealthChecks: Sendable {
         enum CodingKeys: String, CodingKey { case success, checkID = "check_id", estimatedCompletion = "estimated_completion" }
     }
 
+    enum CheckType: String, CaseIterable { case full, integrity, performance }
+
     /// Starts a re-hash of every file (409 while one runs for the model).
-    func startCheck(_ id: String, body: ByteBuffer) throws -> Response {
+    func startCheck(_ id: String, request: Request) async throws -> Response {
         let spec = try catalog.spec(id)
-        if body.readableBytes > 0 {
-            guard let request = try? JSONDecoder().decode(CheckRequest.self, from: Data(buffer: body)) else {
-                throw APIError(.badRequest, code: "BAD_REQUEST", message: "the body is not a JSON object of check_type, force_check")
-            }
-            if let type = request.checkType, !["full", "integrity", "performance"].contains(type) {
-                throw APIError(.unprocessableContent, code: "VALIDATION_ERROR", message: "check_type '\(type)' is not full, integrity or performance",
-                               details: ["field": "check_type"])
-            }
-        }
+        let body = try await RequestBody.decode(CheckRequest.self, from: request, emptyMeans: "{}")
+        let _: CheckType = try RequestBody.oneOf(body.checkType, "check_type", default: .full)
         let checkID = generatedID("check")
         let started = running.withLock { table -> Bool in
             guard table[spec.modelID] == nil else { return false }
@@ -140,11 +136,106 @@ final class HealthChecks: Sendable {
         }
         let engine = catalog.engine
         Thread.detachNewThread { [self] in
-            _ = try? engine.verify(spec)   // records each file's result (and CORRUPT marks) in the state database
+            // Records each file's result (and CORRUPT marks) in the state database.
+            if let result = try? engine.verify(spec), !result.verified { alert(spec, result) }
             running.withLock { $0[spec.modelID] = nil }
         }
         // sha256 runs at ~1.7 GB/s on one core here; a conservative estimate.
         let seconds = Double(spec.totalSize) / 500e6
         return try JSONResponse.make(CheckStarted(success: true, checkID: checkID, estimatedCompletion: Date().addingTimeInterval(seconds)))
+    }
+
+    /// A `model_health_alert` for what a re-hash found.
+    func alert(_ spec: ModelSpec, _ result: VerificationResult) {
+        let corrupt = !result.failedFiles.isEmpty
+        catalog.downloads.events.publish(Event.HealthAlert(
+            modelID: DownloadManager.key(spec), alertType: corrupt ? "corruption_detected" : "missing_files",
+            severity: corrupt ? "critical" : "warning",
+            message: corrupt ? "checksum mismatch: \(result.failedFiles.joined(separator: ", "))"
+                : "missing: \(result.missingFiles.joined(separator: ", "))",
+            recommendedAction: corrupt ? "auto_repair" : "redownload", timestamp: Date()))
+    }
+
+    // MARK: - Repair
+
+    enum RepairType: String, CaseIterable { case auto, redownload, integrityFix = "integrity_fix" }
+
+    struct RepairRequest: Decodable {
+        var repairType: String?
+        var forceRepair: Bool?
+        enum CodingKeys: String, CodingKey { case repairType = "repair_type", forceRepair = "force_repair" }
+    }
+
+    struct RepairStarted: Encodable {
+        let success: Bool
+        let repairID: String
+        let actionsTaken: [String]
+        let estimatedCompletion: Date
+        let message: String
+        enum CodingKeys: String, CodingKey {
+            case success, repairID = "repair_id", actionsTaken = "actions_taken", estimatedCompletion = "estimated_completion", message
+        }
+    }
+
+    /// Repairs a model: re-hashes it (`integrity_check`), removes damaged content
+    /// (`quarantine`), re-links verified blobs the model lost (`relink`), and unless
+    /// `integrity_fix` (no network) queues a download of what is still missing
+    /// (`partial_redownload`, or `full_redownload` when nothing was left). Blobs are immutable
+    /// and links replaced atomically, so a file open through the mount is never broken.
+    func repair(_ id: String, request: Request) async throws -> Response {
+        let spec = try catalog.spec(id)
+        let body = try await RequestBody.decode(RepairRequest.self, from: request, emptyMeans: "{}")
+        let type: RepairType = try RequestBody.oneOf(body.repairType, "repair_type", default: .auto)
+        let key = DownloadManager.key(spec)
+        let repairID = generatedID("repair")
+        let claimed = running.withLock { table -> Bool in
+            guard table[spec.modelID] == nil else { return false }
+            table[spec.modelID] = repairID
+            return true
+        }
+        guard claimed else { throw APIError(.conflict, code: "CONFLICT", message: "a check or repair of \(key) is already running") }
+        defer { running.withLock { $0[spec.modelID] = nil } }
+
+        let engine = catalog.engine
+        let before = try engine.status(spec)
+        if before.state == .complete && body.forceRepair != true && type != .redownload {
+            return try JSONResponse.make(RepairStarted(success: true, repairID: repairID, actionsTaken: [], estimatedCompletion: Date(),
+                                                       message: "\(key) is complete; nothing to repair (force_repair re-hashes it anyway)"))
+        }
+        var actions = ["integrity_check"]
+        let result = try await Blocking.run { try engine.verify(spec) }
+        let damaged = type == .redownload ? result.failedFiles + result.missingFiles : result.failedFiles
+        if !damaged.isEmpty {
+            try engine.quarantine(spec, files: result.failedFiles)
+            actions.append("quarantine")
+        }
+        var relinked = false
+        for file in spec.files where result.missingFiles.contains(file.path) {
+            let blob = engine.resolver.blobPath(sha256: file.sha256)
+            guard FileManager.default.fileExists(atPath: blob) else { continue }
+            try engine.link(blob: blob, to: engine.resolver.localDir(spec) + "/" + file.path)
+            relinked = true
+        }
+        if relinked { actions.append("relink") }
+        var eta = Date()
+        let after = try engine.status(spec)
+        if type != .integrityFix && after.state != .complete {
+            actions.append(after.bytesPresent == 0 ? "full_redownload" : "partial_redownload")
+            if catalog.downloads.snapshot(key)?.status.isActive != true {
+                _ = try catalog.downloads.start(spec, priority: .high, bandwidth: 0, maxRetries: engine.config.retryAttempts)
+            }
+            eta = Date().addingTimeInterval(Double(after.bytesNeeded) / 100e6)
+        }
+        let final = try engine.status(spec)
+        if final.state == .complete {
+            catalog.downloads.events.publish(Event.HealthAlert(modelID: key, alertType: "repair_completed", severity: "info",
+                                                               message: "\(key) verified after repair", recommendedAction: "none",
+                                                               timestamp: Date()))
+        }
+        let message = final.state == .complete ? "\(key) is intact"
+            : type == .integrityFix ? "\(key) still lacks \(final.missingFiles.count) file(s); a redownload repair fetches them"
+            : "\(key): downloading \(final.missingFiles.count) file(s) again (see download/progress)"
+        return try JSONResponse.make(RepairStarted(success: true, repairID: repairID, actionsTaken: actions, estimatedCompletion: eta,
+                                                   message: message))
     }
 }

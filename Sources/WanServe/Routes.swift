@@ -26,9 +26,13 @@ struct Routes: Sendable {
         router.get("/api/v1/models/health") { _, _ in try checks.report(nil) }
         router.get("/api/v1/models/health/:model_id") { _, context in try checks.report(try context.parameters.require("model_id")) }
         router.post("/api/v1/models/health/:model_id/check") { request, context in
-            let body = try await request.body.collect(upTo: 64 << 10)
-            return try checks.startCheck(try context.parameters.require("model_id"), body: body)
+            try await checks.startCheck(try context.parameters.require("model_id"), request: request)
         }
+        router.post("/api/v1/models/health/:model_id/repair") { request, context in
+            try await checks.repair(try context.parameters.require("model_id"), request: request)
+        }
+        let cleanup = CleanupRoutes(catalog: catalog)
+        router.post("/api/v1/models/cleanup") { request, _ in try await cleanup.cleanup(request) }
         let downloads = DownloadRoutes(catalog: catalog)
         router.post("/api/v1/models/download/manage") { request, _ in try await downloads.manage(request) }
         router.get("/api/v1/models/download/progress/:model_id") { _, context in

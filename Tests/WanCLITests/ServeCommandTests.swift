@@ -83,10 +83,68 @@ import WanTestSupport
         let system = try #require(try server.get("/api/v1/models/health").json()["system_health"] as? [String: Any])
         #expect(system["models_corrupted"] as? Int == 1 && system["corrupted_models"] as? Int == 1)
 
+        // Repair: re-hash, quarantine the damaged content, download it again.
+        let repair = try server.post("/api/v1/models/health/srv@1.0/repair", ["repair_type": "auto"])
+        #expect(repair.status == 200, "\(repair.body)")
+        let actions = try #require(try repair.json()["actions_taken"] as? [String])
+        #expect(actions.contains("integrity_check") && actions.contains("quarantine") && actions.contains("partial_redownload"), "\(actions)")
+        let done = try server.poll("/api/v1/models/download/progress/srv@1.0") { $0["status"] as? String == "COMPLETED" }
+        #expect(done["status"] as? String == "COMPLETED", "\(done)")
+        result = try check()
+        #expect(result["health_status"] as? String == "healthy", "\(result)")
+        let repaired = try Shell.run("/usr/bin/sha256sum", [blob])
+        #expect(repaired.output.hasPrefix(server.model.file("unet/w.bin").sha256))
+        let nothing = try server.post("/api/v1/models/health/srv@1.0/repair", [:])
+        #expect(try nothing.json()["actions_taken"] as? [String] == [], "a healthy model needs no repair without force_repair")
+        #expect(try server.post("/api/v1/models/health/srv@1.0/repair", ["repair_type": "magic"]).errorField == "repair_type")
+
         let bad = try server.get("/api/v1/models/health/srv@1.0/check", post: "{\"check_type\": \"vibes\"}")
         #expect(bad.status == 422)
         #expect((try bad.json()["error"] as? [String: Any])?["code"] as? String == "VALIDATION_ERROR")
         #expect(try server.get("/api/v1/models/health/nope@1.0/check", post: "{}").status == 404)
+    }
+
+    @Test func cleanupDryRunRemovesNothingAndTheRealRunReclaimsWhatItReported() throws {
+        let models = [ModelFixture(modelID: "old@1.0", sizes: [("a.bin", 3 << 20)], seed: 31),
+                      ModelFixture(modelID: "kept@1.0", sizes: [("b.bin", 2 << 20)], seed: 32)]
+        let server = try Server(models: models)
+        for id in ["old@1.0", "kept@1.0"] {
+            #expect(try WanProcess.run(["models", "ensure", "--only", id], environment: server.env).status == 0)
+        }
+        #expect(try WanProcess.run(["models", "pin", "kept@1.0"], environment: server.env).status == 0)
+        let root = server.env["MODELS_ROOT"]!
+        /// Allocated bytes of the blobs and model directories (du counts hard links once; the
+        /// state database beside them grows with every request, so it is left out).
+        func usedBytes() throws -> Double {
+            let du = try Shell.run("/usr/bin/du", ["-s", "-B1", "-c", root + "/.blobs", root + "/wan22"])
+            return Double(du.output.split(separator: "\n").last?.split(separator: "\t").first ?? "") ?? -1
+        }
+        let before = try usedBytes()
+
+        let dry = try server.post("/api/v1/models/cleanup", ["keep_recent_days": 0]).json()
+        #expect(dry["dry_run"] as? Bool == true, "dry run by default")
+        let plan = try #require(dry["recommendations"] as? [String: Any])
+        let planned = try #require(plan["cleanup_actions"] as? [[String: Any]])
+        #expect(planned.map { $0["model_id"] as? String } == ["old@1.0"], "\(planned)")
+        #expect(dry["models_preserved"] as? [String] == ["kept@1.0"], "pinned models stay")
+        let reported = (plan["space_to_free_gb"] as? Double ?? 0) * 1e9
+        #expect(reported >= Double(3 << 20))
+        #expect(FileManager.default.fileExists(atPath: root + "/wan22/old@1.0/a.bin"), "a dry run removes nothing")
+        #expect(try usedBytes() == before)
+
+        let real = try server.post("/api/v1/models/cleanup", ["keep_recent_days": 0, "dry_run": false]).json()
+        #expect(real["models_removed"] as? [String] == ["old@1.0"])
+        #expect((real["executed_actions"] as? [[String: Any]])?.count == 1)
+        #expect((real["total_space_freed_gb"] as? Double ?? 0) * 1e9 == reported, "reclaims what the dry run reported")
+        #expect(!FileManager.default.fileExists(atPath: root + "/wan22/old@1.0"))
+        let after = try usedBytes()
+        #expect(abs((before - after) - reported) <= 16384, "disk usage dropped by the reported amount (directories aside): \(before) -> \(after), reported \(reported)")
+        #expect(FileManager.default.fileExists(atPath: root + "/wan22/kept@1.0/b.bin"))
+
+        let manual = try server.post("/api/v1/models/cleanup", ["cleanup_type": "manual", "models_to_remove": ["kept@1.0"], "dry_run": false])
+        #expect(manual.status == 409 && manual.errorCode == "CONFLICT", "naming only a pinned model: \(manual.body)")
+        #expect(try server.post("/api/v1/models/cleanup", ["cleanup_type": "manual"]).errorField == "models_to_remove")
+        #expect(try server.post("/api/v1/models/cleanup", ["dry_run": "yes"]).errorField == "dry_run")
     }
 
     @Test func errorsUseTheEnvelopeAndBearerAuthGuardsTheAPIOnly() throws {
