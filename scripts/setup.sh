@@ -35,9 +35,15 @@ for module in fuse3 libcurl libcrypto sqlite3; do
 done
 
 pip_packages=(numpy safetensors)
-if ((want_tests)); then pip_packages+=(pytest); fi
+imports="numpy, safetensors"
+# The tests also drive the sidecar with real clients: requests (seed 002's SDK), websockets,
+# prometheus_client's parser, and schemathesis (fuzzing against docs/openapi.yaml).
+if ((want_tests)); then
+    pip_packages+=(pytest requests websockets prometheus_client schemathesis)
+    imports+=", requests, websockets, prometheus_client, schemathesis"
+fi
 python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root'" >&2 || true
-python3 -c 'import numpy, safetensors' || { echo "setup: pip could not install ${pip_packages[*]}" >&2; exit 1; }
+python3 -c "import $imports" || { echo "setup: pip could not install ${pip_packages[*]}" >&2; exit 1; }
 ((build)) || exit 0
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (expected /opt/swift/usr/bin)" >&2; exit 1; }

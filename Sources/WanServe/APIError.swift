@@ -8,6 +8,8 @@ public struct APIError: Error, Sendable {
     public let code: String
     public let message: String
     public let details: [String: String]
+    /// Headers the error response carries besides the envelope (`Retry-After`, rate limits).
+    public var headers: HTTPFields = [:]
 
     public init(_ status: HTTPResponse.Status, code: String, message: String, details: [String: String] = [:]) {
         self.status = status

@@ -37,6 +37,7 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
                                                                          timestamp: Date(), requestID: id),
                                                            detail: error.message), status: error.status)
         if error.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+        response.headers.append(contentsOf: error.headers)
         return response
     }
 
@@ -46,21 +47,33 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
         case .methodNotAllowed: "METHOD_NOT_ALLOWED"
         case .badRequest: "BAD_REQUEST"
         case .unauthorized: "UNAUTHORIZED"
+        case .forbidden: "FORBIDDEN"
         default: "HTTP_\(status.code)"
         }
     }
 }
 
-/// With a token configured, every `/api/v1` route needs `Authorization: Bearer TOKEN`.
-/// `/health/models` and `/metrics` stay open (probes and scrapers).
+/// With a token configured, every `/api/v1` route and `/ws` need `Authorization: Bearer TOKEN`
+/// (`/ws` also takes `?token=`, since browsers cannot set headers on a WebSocket).
+/// `/health/models` and `/metrics` stay open (probes and scrapers). With an admin token too,
+/// the admin routes (`PUT /config/update`, `POST /models/cleanup`) need it: the user token
+/// gets 403.
 struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String
+    let token: String?
+    let adminToken: String?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/api/") else { return try await next(request, context) }
+        let path = request.uri.path
+        guard path.hasPrefix("/api/") || path == "/ws" else { return try await next(request, context) }
         let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-        guard let presented, Self.constantTimeEqual(presented, token) else {
+            ?? (path == "/ws" ? request.uri.queryParameters["token"].map(String.init) : nil)
+        let isAdmin = adminToken.map { admin in presented.map { Self.constantTimeEqual($0, admin) } ?? false } ?? false
+        let isUser = token.map { user in presented.map { Self.constantTimeEqual($0, user) } ?? false } ?? true
+        guard isAdmin || isUser else {
             throw APIError(.unauthorized, code: "UNAUTHORIZED", message: "a valid bearer token is required (Authorization: Bearer ...)")
+        }
+        if adminToken != nil, !isAdmin, RateLimits.classify(request.method, path) == .admin {
+            throw APIError(.forbidden, code: "FORBIDDEN", message: "\(request.method) \(path) needs the admin token")
         }
         return try await next(request, context)
     }

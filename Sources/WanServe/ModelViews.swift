@@ -105,6 +105,19 @@ struct ModelCatalog: Sendable {
         return engine.liveFetchers().contains { hashes.contains($0.content.sha256) && $0.snapshot.phase != .complete }
     }
 
+    /// The model's `availability_status`: the cache's state, refined by this sidecar's download
+    /// of it (queued, paused, failed) and by fetches live in this process; `unknown` when the
+    /// state cannot be read.
+    func availability(_ spec: ModelSpec) -> String {
+        guard let status = try? engine.status(spec) else { return "unknown" }
+        return availability(spec, status: status)
+    }
+
+    private func availability(_ spec: ModelSpec, status: ModelStatus) -> String {
+        if status.state == .complete { return "available" }
+        return downloads.snapshot(DownloadManager.key(spec))?.status.availability ?? Self.availability(status, fetching: isFetching(spec))
+    }
+
     func detail(_ spec: ModelSpec) throws -> ModelDetail {
         let status = try engine.status(spec)
         let usage = try engine.state(create: false)?.usage(model: engine.modelKey(spec))
@@ -112,8 +125,7 @@ struct ModelCatalog: Sendable {
         let latest = sameName.map(\.version).max { $0.compare($1, options: .numeric) == .orderedAscending } ?? spec.version
         let fetching = isFetching(spec)
         let download = downloads.snapshot(DownloadManager.key(spec))
-        let availability = status.state == .complete ? "available"
-            : download?.status.availability ?? Self.availability(status, fetching: fetching)
+        let availability = availability(spec, status: status)
         return ModelDetail(
             modelID: spec.modelID,
             availabilityStatus: availability,

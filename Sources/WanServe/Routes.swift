@@ -13,7 +13,7 @@ struct Routes: Sendable {
 
     var engine: CacheEngine { catalog.engine }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<SidecarContext>) {
         router.get("/health/models") { _, _ in try healthModels(nil) }
         router.get("/health/models/:model_id") { _, context in try healthModels(try context.parameters.require("model_id")) }
         router.get("/api/v1/models/status/detailed") { _, _ in try statusDetailed() }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import WanCache
 import WanCore
@@ -13,28 +14,51 @@ public struct Sidecar: Sendable {
     public let port: Int
     /// With a token, every `/api/v1` route needs `Authorization: Bearer TOKEN`.
     public let authToken: String?
+    /// With an admin token, the admin routes need it (the user token gets 403).
+    public let adminToken: String?
+    public let rateLimits: RateLimits
     public let logger: Logger
 
-    public init(engine: CacheEngine, config: OrchestratorConfig, host: String, port: Int, authToken: String?,
-                logger: Logger = Logger(label: "wan.serve")) {
+    public init(engine: CacheEngine, config: OrchestratorConfig, host: String, port: Int, authToken: String?, adminToken: String? = nil,
+                rateLimits: RateLimits = RateLimits(), logger: Logger = Logger(label: "wan.serve")) {
         self.engine = engine
         self.config = config
         self.host = host
         self.port = port
         self.authToken = authToken
+        self.adminToken = adminToken
+        self.rateLimits = rateLimits
         self.logger = logger
     }
 
     /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
     public func run() async throws {
-        let router = Router()
+        let router = Router(context: SidecarContext.self)
         router.middlewares.add(EnvelopeMiddleware(logger: logger))
-        if let authToken { router.middlewares.add(BearerAuthMiddleware(token: authToken)) }
+        router.middlewares.add(RateLimitMiddleware(limits: rateLimits))
+        if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken)) }
         let events = EventHub()
         let downloads = DownloadManager(engine: engine, events: events)
-        Routes(catalog: ModelCatalog(engine: engine, downloads: downloads), config: config).register(on: router)
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wan"),
+        let catalog = ModelCatalog(engine: engine, downloads: downloads)
+        Routes(catalog: catalog, config: config).register(on: router)
+        router.ws("/ws") { _, _ in .upgrade([:]) } onUpgrade: { inbound, outbound, _ in
+            // Server → client only: client frames are read (and dropped) so a close is seen.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { for try await _ in inbound {} }
+                group.addTask { for await frame in events.subscribe() { try await outbound.write(.text(frame)) } }
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+        let app = Application(router: router,
+                              server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(autoPing: .enabled(timePeriod: .seconds(30)))),
+                              configuration: .init(address: .hostname(host, port: port), serverName: "wan"),
                               logger: logger)
-        try await app.runService()
+        // The background work lives as long as the server: cancelled when it stops.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await AvailabilityWatcher(catalog: catalog).run() }
+            try await app.runService()
+            group.cancelAll()
+        }
     }
 }

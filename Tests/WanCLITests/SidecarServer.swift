@@ -48,6 +48,8 @@ final class SidecarServer: @unchecked Sendable {
         port = Int.random(in: 30000..<40000)
         base = "http://127.0.0.1:\(port)"
         var arguments = ["serve", "--listen", "127.0.0.1:\(port)"] + extra
+        // The tests poll fast; rate limits are on only where a test asks for them.
+        if !extra.contains("--rate-limits") { arguments += ["--rate-limits", "off"] }
         if let token { arguments += ["--auth-token-file", try dir.write("token", token + "\n")] }
         process.executableURL = WanProcess.binary
         process.arguments = arguments

@@ -23,21 +23,35 @@ struct ServeCommand: WanCommand {
     @Option(name: .customLong("auth-token-file"), help: ArgumentHelp("A file holding the bearer token the API requires.", valueName: "path"))
     var authTokenFile: String?
 
+    @Option(name: .customLong("admin-token-file"),
+            help: ArgumentHelp("A file holding the token the admin routes (PUT /config/update, POST /models/cleanup) require.", valueName: "path"))
+    var adminTokenFile: String?
+
+    @Option(name: .customLong("rate-limits"),
+            help: ArgumentHelp("Requests per minute per client: 'off', or any of default:N,download:N,admin:N.", valueName: "spec"))
+    var rateLimits = "default:60,download:10,admin:30"
+
     func execute(_ output: Output) async throws {
         let (host, port) = try Self.parse(listen)
-        var token: String?
-        if let authTokenFile {
-            guard let text = try? String(contentsOfFile: authTokenFile, encoding: .utf8),
-                  case let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else {
-                throw OrchestratorError.configInvalid(key: "--auth-token-file", message: "\(authTokenFile) is missing, unreadable or empty")
-            }
-            token = trimmed
-        }
+        let token = try authTokenFile.map { try Self.readToken($0, option: "--auth-token-file") }
+        let adminToken = try adminTokenFile.map { try Self.readToken($0, option: "--admin-token-file") }
+        let limits: RateLimits
+        do { limits = try RateLimits(parsing: rateLimits) } catch { throw OrchestratorError.configInvalid(key: "--rate-limits", message: error.description) }
         let context = try CommandContext(global, output: output)
         let engine = try context.engine()
         output.say("wan serve: listening on http://\(host):\(port) (MODELS_ROOT \(engine.resolver.modelsRoot)\(token == nil ? "" : ", bearer auth on /api/v1"))")
-        try await Sidecar(engine: engine, config: context.config, host: host, port: port, authToken: token).run()
+        try await Sidecar(engine: engine, config: context.config, host: host, port: port, authToken: token, adminToken: adminToken,
+                          rateLimits: limits).run()
         engine.shutdown()
+    }
+
+    /// The token in `path`, trimmed; a usage error when the file is missing or empty.
+    static func readToken(_ path: String, option: String) throws(OrchestratorError) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              case let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else {
+            throw .configInvalid(key: option, message: "\(path) is missing, unreadable or empty")
+        }
+        return trimmed
     }
 
     static func parse(_ listen: String) throws(OrchestratorError) -> (String, Int) {
