@@ -108,6 +108,20 @@ public final class StateStore: Sendable {
                 t.column("updated_at", .double).notNull()
             }
         }
+        // v2: timestamped uses (the sidecar's analytics: per day, per hour) and the settings
+        // the sidecar's `PUT /config/update` persists above the config file.
+        migrator.registerMigration("v2") { db in
+            try db.create(table: "usage_events") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("model", .text).notNull().indexed()
+                t.column("at", .double).notNull().indexed()
+                t.column("uses", .integer).notNull()
+            }
+            try db.create(table: "settings") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+        }
         return migrator
     }
 
@@ -122,6 +136,45 @@ public final class StateStore: Sendable {
                   use_count = use_count + excluded.use_count, opens = opens + excluded.opens,
                   bytes_read = bytes_read + excluded.bytes_read
                 """, arguments: [model, date.timeIntervalSince1970, uses, opens, bytesRead])
+            if uses > 0 {
+                try db.execute(sql: "INSERT INTO usage_events (model, at, uses) VALUES (?, ?, ?)",
+                               arguments: [model, date.timeIntervalSince1970, uses])
+            }
+        }
+    }
+
+    /// A use (or a batch of uses) of a model at a time.
+    public struct UseEvent: Sendable, Equatable {
+        public let model: String
+        public let at: Date
+        public let uses: Int64
+    }
+
+    /// The uses recorded in `range`, oldest first.
+    public func useEvents(in range: ClosedRange<Date>) throws -> [UseEvent] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT model, at, uses FROM usage_events WHERE at >= ? AND at <= ? ORDER BY at",
+                             arguments: [range.lowerBound.timeIntervalSince1970, range.upperBound.timeIntervalSince1970])
+                .map { UseEvent(model: $0["model"], at: Date(timeIntervalSince1970: $0["at"]), uses: $0["uses"]) }
+        }
+    }
+
+    // MARK: - Settings
+
+    /// Settings persisted by the sidecar (dotted keys, JSON values).
+    public func settings() throws -> [String: String] {
+        try database.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT key, value FROM settings").map { ($0["key"], $0["value"]) },
+                       uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    public func setSettings(_ values: [String: String]) throws {
+        try database.write { db in
+            for (key, value) in values {
+                try db.execute(sql: "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                               arguments: [key, value])
+            }
         }
     }
 

@@ -100,6 +100,19 @@ struct ModelCatalog: Sendable {
         }
     }
 
+    /// Seconds until `spec` is complete: 0 when it is; its download's ETA while one runs;
+    /// else what is missing over the average speed of past downloads; nil without history.
+    func estimatedSeconds(_ spec: ModelSpec) throws -> Double? {
+        let status = try engine.status(spec)
+        if status.state == .complete { return 0 }
+        if let eta = downloads.snapshot(DownloadManager.key(spec))?.etaSeconds { return Double(eta) }
+        let done = (try engine.state(create: false)?.downloads(limit: 1000) ?? []).filter { $0.outcome == "completed" && $0.duration > 0 }
+        let seconds = done.reduce(0.0) { $0 + $1.duration }
+        guard seconds > 0 else { return nil }
+        let speed = Double(done.reduce(Int64(0)) { $0 + $1.bytes }) / seconds
+        return speed > 0 ? Double(status.bytesNeeded) / speed : nil
+    }
+
     func isFetching(_ spec: ModelSpec) -> Bool {
         let hashes = Set(spec.files.map(\.sha256))
         return engine.liveFetchers().contains { hashes.contains($0.content.sha256) && $0.snapshot.phase != .complete }

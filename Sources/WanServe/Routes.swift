@@ -31,6 +31,17 @@ struct Routes: Sendable {
         router.post("/api/v1/models/health/:model_id/repair") { request, context in
             try await checks.repair(try context.parameters.require("model_id"), request: request)
         }
+        let analytics = AnalyticsRoutes(catalog: catalog)
+        router.get("/api/v1/models/analytics/cleanup") { request, _ in try analytics.cleanupAdvice(request) }
+        router.get("/api/v1/models/analytics/performance") { _, _ in try analytics.performance() }
+        router.get("/api/v1/models/analytics") { request, _ in try analytics.usage(nil, request: request) }
+        router.get("/api/v1/models/analytics/:model_id") { request, context in
+            try analytics.usage(try context.parameters.require("model_id"), request: request)
+        }
+        let fallback = FallbackRoutes(catalog: catalog)
+        router.post("/api/v1/models/fallback/suggest") { request, _ in try await fallback.suggest(request) }
+        router.post("/api/v1/models/fallback/queue") { request, _ in try await fallback.enqueue(request) }
+        router.get("/api/v1/models/fallback/queue/:queue_id") { _, context in try fallback.entry(try context.parameters.require("queue_id")) }
         let cleanup = CleanupRoutes(catalog: catalog)
         router.post("/api/v1/models/cleanup") { request, _ in try await cleanup.cleanup(request) }
         let downloads = DownloadRoutes(catalog: catalog)

@@ -19,7 +19,7 @@ final class SidecarServer: @unchecked Sendable {
     /// - Parameters:
     ///   - overHTTP: serve the models' files from nginx (so the origin counts bytes) instead of a local folder.
     ///   - arguments: more `wan serve` arguments.
-    ///   - manifestExtra: TOML appended to each model's entry (metadata for fallback).
+    ///   - manifestExtra: TOML keys added to a model's table (metadata such as `resolution_caps`).
     init(token: String? = nil, models: [ModelFixture]? = nil, overHTTP: Bool = false, arguments extra: [String] = [],
          environment: [String: String] = [:], manifestExtra: [String: String] = [:]) throws {
         dir = try Scratch("wan-serve")
@@ -38,7 +38,12 @@ final class SidecarServer: @unchecked Sendable {
                 try model.write(to: dir.path + "/src/" + model.modelID)
                 source = "local://\(dir.path)/src/\(model.modelID)"
             }
-            entries.append(model.manifestEntry(sources: [source]) + (manifestExtra[model.modelID] ?? ""))
+            var entry = model.manifestEntry(sources: [source])
+            if let extra = manifestExtra[model.modelID] {   // keys of the model's own table, before its sub-tables
+                let header = "[models.\"\(model.modelID)\"]\n"
+                entry = entry.replacingOccurrences(of: header, with: header + extra + "\n")
+            }
+            entries.append(entry)
         }
         self.prefix = prefix
         let manifest = try dir.write("models.toml", ModelFixture.manifest(entries))
