@@ -134,6 +134,13 @@ public final class FileFetcher: @unchecked Sendable {
                         error: terminalError.map { "\($0)" })
     }
 
+    /// Whether every byte of `range` is already here (a read of it waits for nothing).
+    public func isPresent(_ range: Range<Int64>) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return phase == .complete || present.contains(range)
+    }
+
     /// Blocks until `range` can be served (fetched, and verified as the mode requires),
     /// fetching what is missing at `priority`.
     ///

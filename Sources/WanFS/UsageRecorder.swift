@@ -3,10 +3,12 @@ import WanCache
 
 /// Counts what the mount serves (opens, bytes, last access per model) into the state
 /// database, in batches every few seconds, and holds a shared model lock while any file of
-/// a model is open, so GC never removes a model in use.
+/// a model is open, so GC never removes a model in use. It also keeps the read metrics
+/// (cache or origin, latency) and publishes them for the sidecar's `/metrics`.
 final class UsageRecorder: @unchecked Sendable {
     private let engine: CacheEngine
     private let lock = NSLock()
+    private var metrics: MountReadMetrics
     private var opens: [String: Int64] = [:]
     private var bytes: [String: Int64] = [:]
     private var openFiles: [String: Int] = [:]
@@ -14,8 +16,9 @@ final class UsageRecorder: @unchecked Sendable {
     private var timer: Thread?
     private var stopped = false
 
-    init(engine: CacheEngine, flushInterval: Double = 5) {
+    init(engine: CacheEngine, mountpoint: String, flushInterval: Double = 5) {
         self.engine = engine
+        metrics = MountReadMetrics(pid: getpid(), mountpoint: mountpoint)
         let thread = Thread { [weak self] in
             while true {
                 Thread.sleep(forTimeInterval: flushInterval)
@@ -60,13 +63,25 @@ final class UsageRecorder: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Writes the counts gathered so far.
+    /// Counts a read for the metrics: its size, whether it waited for the origin, how long it took.
+    func served(bytes count: Int64, fromCache: Bool, seconds: Double) {
+        lock.lock()
+        metrics.record(bytes: count, fromCache: fromCache, seconds: seconds)
+        lock.unlock()
+    }
+
+    /// Writes the counts gathered so far, and publishes the read metrics.
     func flush() {
+        let inFlight = engine.liveFetchers().filter { $0.snapshot.inFlightBlocks > 0 }.count
         lock.lock()
         let pendingOpens = opens, pendingBytes = bytes
         opens = [:]
         bytes = [:]
+        metrics.updated = Date()
+        metrics.inFlightFetches = inFlight
+        let published = metrics
         lock.unlock()
+        if !isStopped { try? published.publish(engine.resolver) }
         guard let state = try? engine.state() else { return }
         for model in Set(pendingOpens.keys).union(pendingBytes.keys) {
             try? state.recordAccess(model: model, uses: pendingOpens[model] ?? 0, opens: pendingOpens[model] ?? 0,
@@ -79,6 +94,7 @@ final class UsageRecorder: @unchecked Sendable {
         stopped = true
         lock.unlock()
         flush()
+        MountReadMetrics.remove(pid: getpid(), engine.resolver)
         lock.lock()
         for (_, held) in modelLocks { held.release() }
         modelLocks = [:]

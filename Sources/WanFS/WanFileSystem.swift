@@ -68,7 +68,7 @@ public final class WanFileSystem: @unchecked Sendable {
         self.engine = engine
         self.settings = settings
         self.table = InodeTable(registry: engine.registry)
-        self.usage = UsageRecorder(engine: engine)
+        self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint)
     }
 
     /// Flushes usage counts and releases model locks (unmount).
@@ -171,7 +171,12 @@ public final class WanFileSystem: @unchecked Sendable {
             fetcher.prefetch(ahead, priority: .readahead)
         }
         do {
+            let started = ContinuousClock.now
+            let cached = fetcher.isPresent(offset..<end)
             let file = try fetcher.prepareRead(offset..<end, priority: .demand, timeout: settings.readTimeout)
+            let waited = ContinuousClock.now - started
+            usage.served(bytes: end - offset, fromCache: cached,
+                         seconds: Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18)
             // Only the first read of a handle, and only without chunk digests, needs to look.
             if handle.unverifiedGeneration == nil && fetcher.content.chunks == nil {
                 let after = fetcher.snapshot

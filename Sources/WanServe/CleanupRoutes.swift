@@ -84,8 +84,8 @@ struct CleanupRoutes: Sendable {
         guard keepDays >= 0 else { throw RequestBody.invalid("keep_recent_days", "must be >= 0") }
         if let target = body.targetSpaceGB, !(target >= 0) { throw RequestBody.invalid("target_space_gb", "must be >= 0") }
 
-        let figures = try StorageFigures(engine)
-        var collector = GarbageCollector(engine: engine, maxTotalSize: engine.config.maxTotalSize, maxModelAge: Double(keepDays) * 86400)
+        let figures = try catalog.storageFigures()
+        var collector = GarbageCollector(engine: engine, maxTotalSize: catalog.settings.current.maxStorageBytes, maxModelAge: Double(keepDays) * 86400)
         if type == .manual {
             guard let names = body.modelsToRemove, !names.isEmpty else {
                 throw RequestBody.invalid("models_to_remove", "is required (a list of model ids) with cleanup_type manual")

@@ -2,35 +2,84 @@ import Foundation
 import Hummingbird
 import WanCore
 
-/// `GET /api/v1/config/current`: seed 002's sections, from the running configuration.
-struct ConfigView: Encodable {
-    struct Storage: Encodable {
-        let modelsDirectory: String
-        let maxStorageGB: Nullable<Double>
-        enum CodingKeys: String, CodingKey { case modelsDirectory = "models_directory", maxStorageGB = "max_storage_gb" }
-    }
-    struct Downloads: Encodable {
-        let maxConcurrentDownloads: Int
-        let maxRetries: Int
-        /// Megabits per second; 0 = unlimited.
-        let bandwidthLimitMbps: Double
-        enum CodingKeys: String, CodingKey {
-            case maxConcurrentDownloads = "max_concurrent_downloads", maxRetries = "max_retries", bandwidthLimitMbps = "bandwidth_limit_mbps"
-        }
-    }
-    struct Features: Encodable {
-        let garbageCollection: Bool
-        let metrics: Bool
-        enum CodingKeys: String, CodingKey { case garbageCollection = "garbage_collection", metrics }
-    }
-    let storage: Storage
-    let downloads: Downloads
-    let features: Features
+/// `GET /api/v1/config/current` and `PUT /api/v1/config/update` (seed 002): the running
+/// settings, and the ones that can change live (persisted in the state database).
+struct ConfigRoutes: Sendable {
+    let catalog: ModelCatalog
+    let config: OrchestratorConfig
 
-    init(_ config: OrchestratorConfig) {
-        storage = Storage(modelsDirectory: config.modelsRoot ?? "", maxStorageGB: Nullable(config.maxTotalSize.map { Double($0) / 1e9 }))
-        downloads = Downloads(maxConcurrentDownloads: config.maxConcurrentDownloads, maxRetries: config.retryAttempts,
-                              bandwidthLimitMbps: config.bandwidthLimit.map { Double($0) * 8 / 1e6 } ?? 0)
-        features = Features(garbageCollection: config.enableGarbageCollection, metrics: config.enableMetrics)
+    struct View: Encodable {
+        struct Storage: Encodable {
+            let modelsDirectory: String
+            let maxStorageGB: Nullable<Double>
+            let cleanupThresholdPercent: Double
+            enum CodingKeys: String, CodingKey {
+                case modelsDirectory = "models_directory", maxStorageGB = "max_storage_gb", cleanupThresholdPercent = "cleanup_threshold_percent"
+            }
+        }
+        struct Downloads: Encodable {
+            let maxConcurrentDownloads: Int
+            let maxRetries: Int
+            /// Megabits per second; 0 = unlimited.
+            let bandwidthLimitMbps: Double
+            enum CodingKeys: String, CodingKey {
+                case maxConcurrentDownloads = "max_concurrent_downloads", maxRetries = "max_retries", bandwidthLimitMbps = "bandwidth_limit_mbps"
+            }
+        }
+        struct Features: Encodable {
+            let enhancedDownloads = true
+            let healthMonitoring: Bool
+            let intelligentFallback = true
+            let usageAnalytics = true
+            let garbageCollection: Bool
+            let metrics: Bool
+            enum CodingKeys: String, CodingKey {
+                case enhancedDownloads = "enhanced_downloads", healthMonitoring = "health_monitoring", intelligentFallback = "intelligent_fallback"
+                case usageAnalytics = "usage_analytics", garbageCollection = "garbage_collection", metrics
+            }
+        }
+        struct HealthMonitoring: Encodable {
+            let checkIntervalHours: Double
+            let autoRepairEnabled: Bool
+            enum CodingKeys: String, CodingKey { case checkIntervalHours = "check_interval_hours", autoRepairEnabled = "auto_repair_enabled" }
+        }
+        let storage: Storage
+        let downloads: Downloads
+        let features: Features
+        let healthMonitoring: HealthMonitoring
+        enum CodingKeys: String, CodingKey { case storage, downloads, features, healthMonitoring = "health_monitoring" }
+    }
+
+    func current() throws -> Response {
+        let values = catalog.settings.current
+        return try JSONResponse.make(View(
+            storage: .init(modelsDirectory: config.modelsRoot ?? catalog.engine.resolver.modelsRoot, maxStorageGB: Nullable(values.maxStorageGB),
+                           cleanupThresholdPercent: values.cleanupThresholdPercent),
+            downloads: .init(maxConcurrentDownloads: values.maxConcurrentDownloads, maxRetries: values.maxRetries,
+                             bandwidthLimitMbps: values.bandwidthLimitMbps),
+            features: .init(healthMonitoring: values.healthMonitoring, garbageCollection: values.garbageCollection, metrics: config.enableMetrics),
+            healthMonitoring: .init(checkIntervalHours: values.checkIntervalHours, autoRepairEnabled: values.autoRepairEnabled)))
+    }
+
+    struct Updated: Encodable {
+        let success: Bool
+        let updatedSettings: [String]
+        let restartRequired: Bool
+        enum CodingKeys: String, CodingKey { case success, updatedSettings = "updated_settings", restartRequired = "restart_required" }
+    }
+
+    /// Applies a partial body of the same sections as `current` (only the writable keys; any
+    /// other key or a bad value is 422 and changes nothing).
+    func update(_ request: Request) async throws -> Response {
+        let body = try await RequestBody.object(from: request).object
+        var updates: [String: Any] = [:]
+        for (section, content) in body {
+            guard let fields = content as? [String: Any] else { throw RequestBody.invalid(section, "must be an object of settings") }
+            for (field, value) in fields { updates["\(section).\(field)"] = value }
+        }
+        guard !updates.isEmpty else { throw RequestBody.invalid("body", "names no setting to change") }
+        let changed = try catalog.settings.update(updates)
+        catalog.downloads.maxConcurrent = catalog.settings.current.maxConcurrentDownloads
+        return try JSONResponse.make(Updated(success: true, updatedSettings: changed, restartRequired: false))
     }
 }

@@ -50,7 +50,7 @@ struct DownloadRoutes: Sendable {
         switch action {
         case .start:
             let priority: DownloadPriority = try RequestBody.oneOf(body.priority, "priority", default: .normal)
-            let retries = body.maxRetries ?? catalog.engine.config.retryAttempts
+            let retries = body.maxRetries ?? catalog.settings.current.maxRetries
             guard (0...20).contains(retries) else { throw RequestBody.invalid("max_retries", "must be from 0 to 20, not \(retries)") }
             if try catalog.engine.status(spec).state == .complete {
                 snapshot = nil
@@ -86,11 +86,12 @@ struct DownloadRoutes: Sendable {
             downloadID: Nullable(action == .start ? snapshot?.id : nil), estimatedCompletion: Nullable(action == .start ? eta : nil)))
     }
 
-    /// `bandwidth_limit_mbps` in bytes per second (megabits: × 125 000); 0 = unlimited.
+    /// `bandwidth_limit_mbps` in bytes per second (megabits: × 125 000); 0 = unlimited. A start
+    /// without one gets the configured default (`downloads.bandwidth_limit_mbps`).
     private func bandwidth(_ body: ManageRequest, required: Bool) throws -> Int64 {
         guard let mbps = body.bandwidthLimitMbps else {
             if required { throw RequestBody.invalid("bandwidth_limit_mbps", "is required for action bandwidth") }
-            return 0
+            return Int64(catalog.settings.current.bandwidthLimitMbps * 125_000)
         }
         guard mbps >= 0, mbps.isFinite else { throw RequestBody.invalid("bandwidth_limit_mbps", "must be a number >= 0 (0 = unlimited)") }
         return Int64(mbps * 125_000)

@@ -40,8 +40,12 @@ final class HealthChecks: Sendable {
 
     struct SystemHealth: Encodable {
         let score: Double, healthy: Int, degraded: Int, corrupted: Int, storageUsagePercent: Double, updated: Date
+        /// The schedules: last health pass and GC, debris found.
+        let schedules: Maintenance.Counters
 
         enum CodingKeys: String, CodingKey {
+            case lastHealthPass = "last_health_pass", lastGC = "last_gc", gcRuns = "gc_runs", abandonedPartials = "abandoned_partials"
+            case idleLockFiles = "idle_lock_files"
             case overallHealthScore = "overall_health_score", modelsHealthy = "models_healthy", modelsDegraded = "models_degraded"
             case modelsCorrupted = "models_corrupted", storageUsagePercent = "storage_usage_percent", lastUpdated = "last_updated"
             case overallScore = "overall_score", healthyModels = "healthy_models", degradedModels = "degraded_models"
@@ -61,7 +65,12 @@ final class HealthChecks: Sendable {
             try c.encode(corrupted, forKey: .corruptedModels)
             try c.encode(storageUsagePercent, forKey: .storageUsagePercent)
             try c.encode(updated, forKey: .lastUpdated)
-            try c.encode(updated, forKey: .lastSystemCheck)
+            try c.encode(schedules.lastHealthPass ?? updated, forKey: .lastSystemCheck)
+            try c.encode(Nullable(schedules.healthPasses > 0 ? schedules.lastHealthPass : nil), forKey: .lastHealthPass)
+            try c.encode(Nullable(schedules.gcRuns > 0 ? schedules.lastGC : nil), forKey: .lastGC)
+            try c.encode(schedules.gcRuns, forKey: .gcRuns)
+            try c.encode(schedules.abandonedPartials, forKey: .abandonedPartials)
+            try c.encode(schedules.idleLockFiles, forKey: .idleLockFiles)
         }
     }
 
@@ -90,18 +99,18 @@ final class HealthChecks: Sendable {
                      checkRunning: running.withLock { $0[spec.modelID] != nil })
     }
 
-    func report(_ id: String?) throws -> Response {
+    func report(_ id: String?, schedules: Maintenance.Counters) throws -> Response {
         let specs = try id.map { [try catalog.spec($0)] } ?? catalog.specs()
         let entries = try specs.map(entry)
         let healthy = entries.filter(\.isHealthy).count
         let corrupted = entries.filter { $0.healthStatus == "corrupted" }.count
         let degraded = entries.filter { $0.healthStatus == "degraded" }.count
-        let percent = (try? StorageFigures(catalog.engine))?.usagePercent ?? 0
+        let percent = (try? catalog.storageFigures())?.usagePercent ?? 0
         let score = entries.isEmpty ? 1 : (Double(healthy) + 0.5 * Double(degraded)) / Double(entries.count)
         let byID = Dictionary(entries.map { ($0.modelID, $0) }, uniquingKeysWith: { a, _ in a })
         return try JSONResponse.make(Report(
             systemHealth: SystemHealth(score: score, healthy: healthy, degraded: degraded, corrupted: corrupted,
-                                       storageUsagePercent: percent, updated: Date()),
+                                       storageUsagePercent: percent, updated: Date(), schedules: schedules),
             modelHealth: byID, models: byID, timestamp: Date()))
     }
 
@@ -186,6 +195,21 @@ final class HealthChecks: Sendable {
         let spec = try catalog.spec(id)
         let body = try await RequestBody.decode(RepairRequest.self, from: request, emptyMeans: "{}")
         let type: RepairType = try RequestBody.oneOf(body.repairType, "repair_type", default: .auto)
+        let outcome = try await performRepair(spec, type: type, force: body.forceRepair ?? false)
+        return try JSONResponse.make(RepairStarted(success: true, repairID: outcome.id, actionsTaken: outcome.actions,
+                                                   estimatedCompletion: outcome.estimatedCompletion, message: outcome.message))
+    }
+
+    struct RepairOutcome: Sendable {
+        let id: String
+        let actions: [String]
+        let estimatedCompletion: Date
+        let message: String
+    }
+
+    /// The repair itself (the API's and the scheduled health pass's): 409 while a check or
+    /// repair of the model runs.
+    func performRepair(_ spec: ModelSpec, type: RepairType, force: Bool) async throws -> RepairOutcome {
         let key = DownloadManager.key(spec)
         let repairID = generatedID("repair")
         let claimed = running.withLock { table -> Bool in
@@ -198,9 +222,9 @@ final class HealthChecks: Sendable {
 
         let engine = catalog.engine
         let before = try engine.status(spec)
-        if before.state == .complete && body.forceRepair != true && type != .redownload {
-            return try JSONResponse.make(RepairStarted(success: true, repairID: repairID, actionsTaken: [], estimatedCompletion: Date(),
-                                                       message: "\(key) is complete; nothing to repair (force_repair re-hashes it anyway)"))
+        if before.state == .complete && !force && type != .redownload {
+            return RepairOutcome(id: repairID, actions: [], estimatedCompletion: Date(),
+                                 message: "\(key) is complete; nothing to repair (force_repair re-hashes it anyway)")
         }
         var actions = ["integrity_check"]
         let result = try await Blocking.run { try engine.verify(spec) }
@@ -222,9 +246,9 @@ final class HealthChecks: Sendable {
         if type != .integrityFix && after.state != .complete {
             actions.append(after.bytesPresent == 0 ? "full_redownload" : "partial_redownload")
             if catalog.downloads.snapshot(key)?.status.isActive != true {
-                _ = try catalog.downloads.start(spec, priority: .high, bandwidth: 0, maxRetries: engine.config.retryAttempts)
+                _ = try catalog.downloads.start(spec, priority: .high, bandwidth: 0, maxRetries: catalog.settings.current.maxRetries)
             }
-            eta = Date().addingTimeInterval(Double(after.bytesNeeded) / 100e6)
+            eta = Date().addingTimeInterval(try catalog.estimatedSeconds(spec) ?? 0)
         }
         let final = try engine.status(spec)
         if final.state == .complete {
@@ -235,7 +259,6 @@ final class HealthChecks: Sendable {
         let message = final.state == .complete ? "\(key) is intact"
             : type == .integrityFix ? "\(key) still lacks \(final.missingFiles.count) file(s); a redownload repair fetches them"
             : "\(key): downloading \(final.missingFiles.count) file(s) again (see download/progress)"
-        return try JSONResponse.make(RepairStarted(success: true, repairID: repairID, actionsTaken: actions, estimatedCompletion: eta,
-                                                   message: message))
+        return RepairOutcome(id: repairID, actions: actions, estimatedCompletion: eta, message: message)
     }
 }

@@ -55,11 +55,12 @@ struct StorageFigures {
     let capacity: Int64
     let available: Int64
 
-    init(_ engine: CacheEngine) throws {
+    /// - Parameter maxTotalSize: the cache's limit (the live setting), nil = the filesystem's size.
+    init(_ engine: CacheEngine, maxTotalSize: Int64?) throws {
         let usage = try DiskUsage.measure(engine.resolver)
         self.usage = usage
-        capacity = engine.config.maxTotalSize ?? usage.filesystem?.totalBytes ?? 0
-        available = engine.config.maxTotalSize.map { max(0, $0 - usage.totalBytes) } ?? usage.filesystem?.availableBytes ?? 0
+        capacity = maxTotalSize ?? usage.filesystem?.totalBytes ?? 0
+        available = maxTotalSize.map { max(0, $0 - usage.totalBytes) } ?? usage.filesystem?.availableBytes ?? 0
     }
 
     /// Used over capacity, in percent with one decimal.
@@ -76,6 +77,13 @@ struct ModelCatalog: Sendable {
     let engine: CacheEngine
     /// The downloads this sidecar runs (their state shows in each model's detail).
     let downloads: DownloadManager
+    /// What `PUT /config/update` can change.
+    let settings: SidecarSettings
+
+    /// The cache's size and room under the live `max_storage_gb`.
+    func storageFigures() throws -> StorageFigures {
+        try StorageFigures(engine, maxTotalSize: settings.current.maxStorageBytes)
+    }
 
     var registry: ModelRegistry { engine.registry }
 

@@ -7,7 +7,8 @@ enum RequestBody {
     /// Bodies larger than this are refused (every request of the API is a few fields).
     static let maxBytes = 1 << 20
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyMeans empty: String? = nil) async throws -> T {
+    /// The body as a JSON object; `emptyMeans` stands in for an empty body (nil: an empty body is an error).
+    static func object(from request: Request, emptyMeans empty: String? = nil) async throws -> (data: Data, object: [String: Any]) {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: maxBytes)
@@ -16,9 +17,14 @@ enum RequestBody {
         }
         var data = Data(buffer: buffer)
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }), let empty { data = Data(empty.utf8) }
-        guard (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw APIError(.badRequest, code: "BAD_REQUEST", message: "the body must be a JSON object")
         }
+        return (data, object)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyMeans empty: String? = nil) async throws -> T {
+        let data = try await object(from: request, emptyMeans: empty).data
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let DecodingError.keyNotFound(key, context) {

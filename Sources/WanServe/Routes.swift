@@ -10,6 +10,8 @@ import WanSystem
 struct Routes: Sendable {
     let catalog: ModelCatalog
     let config: OrchestratorConfig
+    let checks: HealthChecks
+    let maintenance: Maintenance
 
     var engine: CacheEngine { catalog.engine }
 
@@ -21,10 +23,13 @@ struct Routes: Sendable {
             try JSONResponse.make(try catalog.detail(try catalog.spec(try context.parameters.require("model_id"))))
         }
         router.get("/api/v1/models/storage") { _, _ in try storage() }
-        router.get("/api/v1/config/current") { _, _ in try JSONResponse.make(ConfigView(config)) }
-        let checks = HealthChecks(catalog: catalog)
-        router.get("/api/v1/models/health") { _, _ in try checks.report(nil) }
-        router.get("/api/v1/models/health/:model_id") { _, context in try checks.report(try context.parameters.require("model_id")) }
+        let configRoutes = ConfigRoutes(catalog: catalog, config: config)
+        router.get("/api/v1/config/current") { _, _ in try configRoutes.current() }
+        router.put("/api/v1/config/update") { request, _ in try await configRoutes.update(request) }
+        router.get("/api/v1/models/health") { _, _ in try checks.report(nil, schedules: maintenance.snapshot) }
+        router.get("/api/v1/models/health/:model_id") { _, context in
+            try checks.report(try context.parameters.require("model_id"), schedules: maintenance.snapshot)
+        }
         router.post("/api/v1/models/health/:model_id/check") { request, context in
             try await checks.startCheck(try context.parameters.require("model_id"), request: request)
         }
@@ -189,7 +194,7 @@ struct Routes: Sendable {
     }
 
     func storage() throws -> Response {
-        let figures = try StorageFigures(engine)
+        let figures = try catalog.storageFigures()
         let usage = figures.usage
         let state = try engine.state(create: false)
         let now = Date()
@@ -198,8 +203,9 @@ struct Routes: Sendable {
             return StorageReport.ModelStorage(modelID: model.directory, sizeGB: Double(model.bytes) / 1e9, lastAccessed: Nullable(access),
                                               storageTier: Self.tier(lastAccess: access, now: now))
         }
-        var collector = GarbageCollector(engine: engine, maxTotalSize: config.maxTotalSize, maxModelAge: config.maxModelAge)
-        if config.maxTotalSize == nil && config.maxModelAge == nil { collector.maxModelAge = 30 * 86400 }
+        let maxTotalSize = catalog.settings.current.maxStorageBytes
+        var collector = GarbageCollector(engine: engine, maxTotalSize: maxTotalSize, maxModelAge: config.maxModelAge)
+        if maxTotalSize == nil && config.maxModelAge == nil { collector.maxModelAge = 30 * 86400 }
         let plan = try collector.collect(dryRun: true, now: now)
         return try JSONResponse.make(StorageReport(
             storageSummary: .init(totalCapacityGB: Double(figures.capacity) / 1e9, usedSpaceGB: Double(usage.totalBytes) / 1e9,
@@ -242,7 +248,55 @@ struct Routes: Sendable {
         }
         let pinned = (try engine.state(create: false)?.allUsage().filter(\.pinned).count) ?? 0
         registry.makeGauge(descriptor: name("wan_pinned_models", "Pinned models.")).set(Double(pinned))
+        registry.makeGauge(descriptor: name("wan_active_downloads", "Downloads of this sidecar queued, running or paused."))
+            .set(Double(catalog.downloads.all().filter(\.status.isActive).count))
+
+        // The schedules (this process).
+        let runs = maintenance.snapshot
+        registry.makeCounter(descriptor: name("wan_gc_runs_total", "Scheduled garbage collections.")).increment(by: Int64(runs.gcRuns))
+        registry.makeCounter(descriptor: name("wan_gc_bytes_reclaimed_total", "Bytes freed by scheduled garbage collection."))
+            .increment(by: runs.gcBytesReclaimed)
+        let checks = name("wan_health_checks_total", "Models re-hashed by scheduled health passes, by result.")
+        registry.makeCounter(descriptor: checks, labels: [("result", "ok")]).increment(by: Int64(runs.checksOK))
+        registry.makeCounter(descriptor: checks, labels: [("result", "failed")]).increment(by: Int64(runs.checksFailed))
+        registry.makeGauge(descriptor: name("wan_abandoned_partials", "Partial downloads no process has touched for an hour."))
+            .set(Double(runs.abandonedPartials))
+
+        var text = registry.emitToBuffer()
+        text += Array(Self.mountMetrics(MountReadMetrics.live(engine.resolver)).utf8)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+    }
+
+    /// The read metrics the live mounts publish, summed over mounts, in the text format
+    /// (written here: the histogram arrives as bucket counts, which swift-prometheus cannot take).
+    static func mountMetrics(_ mounts: [MountReadMetrics]) -> String {
+        var lines: [String] = []
+        func sum<T: AdditiveArithmetic>(_ value: (MountReadMetrics) -> T) -> T { mounts.reduce(.zero) { $0 + value($1) } }
+        lines += ["# HELP wan_read_bytes_total Bytes served through the mounts, by whether they were cached or had to be fetched.",
+                  "# TYPE wan_read_bytes_total counter",
+                  "wan_read_bytes_total{served_from=\"cache\"} \(sum(\.bytesFromCache))",
+                  "wan_read_bytes_total{served_from=\"origin\"} \(sum(\.bytesFromOrigin))",
+                  "# HELP wan_cache_hits_total Reads through the mounts whose bytes were all present.",
+                  "# TYPE wan_cache_hits_total counter",
+                  "wan_cache_hits_total \(sum(\.cacheHits))",
+                  "# HELP wan_cache_misses_total Reads through the mounts that waited for the origin.",
+                  "# TYPE wan_cache_misses_total counter",
+                  "wan_cache_misses_total \(sum(\.cacheMisses))",
+                  "# HELP wan_inflight_fetches Files the mounts are fetching now.",
+                  "# TYPE wan_inflight_fetches gauge",
+                  "wan_inflight_fetches \(sum { Int64($0.inFlightFetches) })",
+                  "# HELP wan_read_latency_seconds Time a read through a mount waited for its bytes.",
+                  "# TYPE wan_read_latency_seconds histogram"]
+        var cumulative: Int64 = 0
+        for (index, bound) in MountReadMetrics.latencyBuckets.enumerated() {
+            cumulative += sum { $0.latencyCounts[index] }
+            lines.append("wan_read_latency_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
+        }
+        cumulative += sum { $0.latencyCounts[MountReadMetrics.latencyBuckets.count] }
+        lines += ["wan_read_latency_seconds_bucket{le=\"+Inf\"} \(cumulative)",
+                  "wan_read_latency_seconds_sum \(sum(\.latencySum))",
+                  "wan_read_latency_seconds_count \(cumulative)"]
+        return lines.joined(separator: "\n") + "\n"
     }
 }

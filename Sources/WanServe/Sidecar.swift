@@ -17,10 +17,13 @@ public struct Sidecar: Sendable {
     /// With an admin token, the admin routes need it (the user token gets 403).
     public let adminToken: String?
     public let rateLimits: RateLimits
+    /// How often the GC and health schedules wake to see whether a run is due.
+    public let scheduleInterval: Duration
     public let logger: Logger
 
     public init(engine: CacheEngine, config: OrchestratorConfig, host: String, port: Int, authToken: String?, adminToken: String? = nil,
-                rateLimits: RateLimits = RateLimits(), logger: Logger = Logger(label: "wan.serve")) {
+                rateLimits: RateLimits = RateLimits(), scheduleInterval: Duration = .seconds(60), logger: Logger = Logger(label: "wan.serve")) {
+        self.scheduleInterval = scheduleInterval
         self.engine = engine
         self.config = config
         self.host = host
@@ -39,8 +42,12 @@ public struct Sidecar: Sendable {
         if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken)) }
         let events = EventHub()
         let downloads = DownloadManager(engine: engine, events: events)
-        let catalog = ModelCatalog(engine: engine, downloads: downloads)
-        Routes(catalog: catalog, config: config).register(on: router)
+        let settings = SidecarSettings(config: config, state: try engine.state())
+        downloads.maxConcurrent = settings.current.maxConcurrentDownloads
+        let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings)
+        let checks = HealthChecks(catalog: catalog)
+        let maintenance = Maintenance(catalog: catalog, checks: checks, tick: scheduleInterval, logger: logger)
+        Routes(catalog: catalog, config: config, checks: checks, maintenance: maintenance).register(on: router)
         router.ws("/ws") { _, _ in .upgrade([:]) } onUpgrade: { inbound, outbound, _ in
             // Server → client only: client frames are read (and dropped) so a close is seen.
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -57,6 +64,7 @@ public struct Sidecar: Sendable {
         // The background work lives as long as the server: cancelled when it stops.
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await AvailabilityWatcher(catalog: catalog).run() }
+            group.addTask { await maintenance.run() }
             try await app.runService()
             group.cancelAll()
         }

@@ -12,7 +12,8 @@ final class SidecarServer: @unchecked Sendable {
     let port: Int
     /// The nginx path prefix of the models' files (HTTP sources only).
     let prefix: String?
-    let process = Process()
+    private(set) var process = Process()
+    private let arguments: [String]
 
     var model: ModelFixture { models[0] }
 
@@ -56,13 +57,22 @@ final class SidecarServer: @unchecked Sendable {
         // The tests poll fast; rate limits are on only where a test asks for them.
         if !extra.contains("--rate-limits") { arguments += ["--rate-limits", "off"] }
         if let token { arguments += ["--auth-token-file", try dir.write("token", token + "\n")] }
+        self.arguments = arguments
+        _ = try dir.write("serve.log", "")
+        try start()
+    }
+
+    private func start() throws {
+        process = Process()
         process.executableURL = WanProcess.binary
         process.arguments = arguments
         var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         environment.merge(env) { _, new in new }
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.write("serve.log", "")))
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir.path + "/serve.log"))
+        log.seekToEndOfFile()
+        process.standardError = log
         try process.run()
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
@@ -70,6 +80,13 @@ final class SidecarServer: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.1)
         }
         throw TestEnvironmentError("wan serve did not answer on \(base)")
+    }
+
+    /// Stops the server (SIGTERM) and starts it again over the same MODELS_ROOT.
+    func restart() throws {
+        process.terminate()
+        process.waitUntilExit()
+        try start()
     }
 
     deinit { if process.isRunning { process.terminate(); process.waitUntilExit() } }
@@ -110,6 +127,28 @@ final class SidecarServer: @unchecked Sendable {
     func post(_ path: String, _ object: [String: Any], method: String = "POST") throws -> Reply {
         let body = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         return try get(path, post: body, method: method)
+    }
+
+    struct Sample {
+        let name: String
+        let labels: [String: String]
+        let value: Double
+    }
+
+    /// `/metrics` as Prometheus' reference parser (PyPI prometheus_client) reads it; a parse
+    /// error fails the call.
+    func metrics() throws -> [Sample] {
+        let parser = TestServers.repositoryRoot + "/Tests/clients/parse_metrics.py"
+        let result = try Shell.run("/bin/sh", ["-c", "curl -sS --max-time 10 \(base)/metrics | python3 \(parser)"])
+        guard result.status == 0, let list = (try? JSONSerialization.jsonObject(with: Data(result.output.utf8))) as? [[String: Any]] else {
+            throw TestEnvironmentError("/metrics did not parse: \(result.output)")
+        }
+        return list.map { Sample(name: $0["name"] as? String ?? "", labels: $0["labels"] as? [String: String] ?? [:], value: $0["value"] as? Double ?? .nan) }
+    }
+
+    /// The value of the sample `name` with `labels` (nil when absent).
+    func metric(_ name: String, _ labels: [String: String] = [:]) throws -> Double? {
+        try metrics().first { $0.name == name && $0.labels == labels }?.value
     }
 
     /// Polls `path` until `done` holds for its JSON (or `timeout` passes); returns the last answer.

@@ -31,7 +31,14 @@ struct ServeCommand: WanCommand {
             help: ArgumentHelp("Requests per minute per client: 'off', or any of default:N,download:N,admin:N.", valueName: "spec"))
     var rateLimits = "default:60,download:10,admin:30"
 
+    @Option(name: .customLong("schedule-interval"),
+            help: ArgumentHelp("Seconds between checks whether scheduled GC or a health pass is due.", valueName: "seconds"))
+    var scheduleInterval = 60.0
+
     func execute(_ output: Output) async throws {
+        guard scheduleInterval >= 0.1 else {
+            throw OrchestratorError.configInvalid(key: "--schedule-interval", message: "must be at least 0.1 seconds, not \(scheduleInterval)")
+        }
         let (host, port) = try Self.parse(listen)
         let token = try authTokenFile.map { try Self.readToken($0, option: "--auth-token-file") }
         let adminToken = try adminTokenFile.map { try Self.readToken($0, option: "--admin-token-file") }
@@ -41,7 +48,7 @@ struct ServeCommand: WanCommand {
         let engine = try context.engine()
         output.say("wan serve: listening on http://\(host):\(port) (MODELS_ROOT \(engine.resolver.modelsRoot)\(token == nil ? "" : ", bearer auth on /api/v1"))")
         try await Sidecar(engine: engine, config: context.config, host: host, port: port, authToken: token, adminToken: adminToken,
-                          rateLimits: limits).run()
+                          rateLimits: limits, scheduleInterval: .milliseconds(Int(scheduleInterval * 1000))).run()
         engine.shutdown()
     }
 

@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import Synchronization
+import WanCache
+import WanCore
+import WanSystem
+
+/// The sidecar's schedules: garbage collection (hourly, and as soon as the cache reaches
+/// `cleanup_threshold_percent` of `max_storage_gb`) and health passes (every
+/// `check_interval_hours`: re-hash complete models, oldest verification first, within a byte
+/// budget; count abandoned partial downloads and lock files nobody holds; alert; repair when
+/// `auto_repair_enabled`). What they did shows in `/metrics` and `/api/v1/models/health`.
+final class Maintenance: Sendable {
+    struct Counters: Sendable {
+        var gcRuns = 0
+        var gcBytesReclaimed: Int64 = 0
+        var lastGC: Date?
+        var healthPasses = 0
+        var checksOK = 0
+        var checksFailed = 0
+        var lastHealthPass: Date?
+        var abandonedPartials = 0
+        var idleLockFiles = 0
+    }
+
+    let catalog: ModelCatalog
+    let checks: HealthChecks
+    /// How often the schedules wake to see whether something is due.
+    let tick: Duration
+    /// Bytes a health pass may re-hash.
+    let hashBudget: Int64
+    let logger: Logger
+    private let counters: Mutex<Counters>
+
+    init(catalog: ModelCatalog, checks: HealthChecks, tick: Duration = .seconds(60), hashBudget: Int64 = 16 << 30,
+         logger: Logger = Logger(label: "wan.serve.maintenance")) {
+        self.catalog = catalog
+        self.checks = checks
+        self.tick = tick
+        self.hashBudget = hashBudget
+        self.logger = logger
+        // The first runs come a period after the start (GC sooner if the cache is over its threshold).
+        var initial = Counters()
+        initial.lastGC = Date()
+        initial.lastHealthPass = Date()
+        counters = Mutex(initial)
+    }
+
+    var snapshot: Counters { counters.withLock { $0 } }
+    var engine: CacheEngine { catalog.engine }
+
+    /// Runs until the task is cancelled.
+    func run() async {
+        while !Task.isCancelled {
+            let settings = catalog.settings.current
+            let now = Date()
+            let last = snapshot
+            if settings.garbageCollection, gcDue(settings, last: last.lastGC, now: now) {
+                await collectGarbage(settings)
+            }
+            if settings.healthMonitoring,
+               last.lastHealthPass.map({ now.timeIntervalSince($0) >= settings.checkIntervalHours * 3600 }) ?? true {
+                await healthPass(settings)
+            }
+            try? await Task.sleep(for: tick)
+        }
+    }
+
+    // MARK: - GC
+
+    private func gcDue(_ settings: SidecarSettings.Values, last: Date?, now: Date) -> Bool {
+        if last.map({ now.timeIntervalSince($0) >= 3600 }) ?? true { return true }
+        guard let max = settings.maxStorageBytes, let used = try? DiskUsage.measure(engine.resolver).totalBytes else { return false }
+        return Double(used) >= Double(max) * settings.cleanupThresholdPercent / 100
+    }
+
+    /// Collects down to the threshold (so the next downloads have room), pins and models in
+    /// use respected, plus models idle past `max_model_age`.
+    func collectGarbage(_ settings: SidecarSettings.Values) async {
+        let target = settings.maxStorageBytes.map { Int64(Double($0) * settings.cleanupThresholdPercent / 100) }
+        let collector = GarbageCollector(engine: engine, maxTotalSize: target, maxModelAge: engine.config.maxModelAge)
+        let result = try? await Blocking.run { try collector.collect(dryRun: false) }
+        counters.withLock {
+            $0.gcRuns += 1
+            $0.gcBytesReclaimed += result?.bytesReclaimed ?? 0
+            $0.lastGC = Date()
+        }
+        if let result, !result.modelsRemoved.isEmpty {
+            logger.info("scheduled gc removed \(result.modelsRemoved.joined(separator: ", ")) (\(result.bytesReclaimed) bytes)")
+        }
+    }
+
+    // MARK: - Health
+
+    func healthPass(_ settings: SidecarSettings.Values) async {
+        let state = try? engine.state(create: false)
+        var candidates: [(spec: ModelSpec, verified: Date?)] = []
+        for spec in (try? catalog.specs()) ?? [] where (try? engine.status(spec).state) == .complete {
+            candidates.append((spec, ((try? state?.lastVerified(model: engine.modelKey(spec))) ?? nil) ?? nil))
+        }
+        // Oldest verification first; within the budget (at least one model per pass).
+        candidates.sort { ($0.verified ?? .distantPast) < ($1.verified ?? .distantPast) }
+        var budget = hashBudget
+        var ok = 0, failed = 0
+        for (spec, _) in candidates {
+            guard budget > 0 || ok + failed == 0 else { break }
+            budget -= spec.totalSize
+            guard let result = try? await Blocking.run({ [engine] in try engine.verify(spec) }) else { continue }
+            if result.verified {
+                ok += 1
+                continue
+            }
+            failed += 1
+            checks.alert(spec, result)
+            if settings.autoRepairEnabled {
+                _ = try? await checks.performRepair(spec, type: .auto, force: true)
+            }
+        }
+        let partials = abandonedPartials()
+        let idleLocks = engine.locks.inventory().filter { !$0.held }.count
+        counters.withLock {
+            $0.healthPasses += 1
+            $0.checksOK += ok
+            $0.checksFailed += failed
+            $0.lastHealthPass = Date()
+            $0.abandonedPartials = partials
+            $0.idleLockFiles = idleLocks
+        }
+    }
+
+    /// Partial downloads no process is fetching and untouched for an hour.
+    private func abandonedPartials() -> Int {
+        let tmp = engine.resolver.tmpDir
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+        return names.filter { name in
+            guard name.hasSuffix(".part") else { return false }
+            let sha = String(name.dropLast(5))
+            let modified = ((try? FileSystem.info(tmp + "/" + name)) ?? nil)?.modified ?? 0
+            return !engine.locks.isLocked(LockManager.fileLockName(sha)) && Date().timeIntervalSince1970 - Double(modified) > 3600
+        }.count
+    }
+}
