@@ -49,6 +49,43 @@ import WanTestSupport
         return (mount, good)
     }
 
+    @Test func theSidecarExportsWhatTheMountServed() throws {
+        let (mount, model, _) = try Self.nginxModel("rdm", sizes: [("w.bin", 4 << 20)])
+        let file = mount.path("rdm@1.0", "w.bin"), size = Double(4 << 20)
+        #expect(try sha256sum(file) == model.file("w.bin").sha256, "cold: fetched while read")
+        // Drop the file's pages from the kernel's cache, so the second pass reaches the mount.
+        let dropped = try Shell.run("/usr/bin/env", ["python3", "-c",
+            "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)", file])
+        #expect(dropped.status == 0, "\(dropped.output)")
+        #expect(try sha256sum(file) == model.file("w.bin").sha256, "warm: from the cache")
+
+        let port = Int.random(in: 40000..<50000)
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: BuiltProducts.path("wan"))
+        serve.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--rate-limits", "off"]
+        serve.environment = MountFixture.environment.merging(["MODELS_ROOT": mount.root, "WAN_MODELS_MANIFEST": mount.manifest]) { _, new in new }
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer { serve.terminate(); serve.waitUntilExit() }
+        // The mount publishes its counters every 5 s.
+        func sample(_ line: String, in text: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(line + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        var metrics = ""
+        let deadline = Date().addingTimeInterval(20)
+        repeat {
+            Thread.sleep(forTimeInterval: 0.5)
+            metrics = (try? Shell.run("/usr/bin/curl", ["-sS", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]).output) ?? ""
+        } while Date() < deadline && (sample(#"wan_read_bytes_total{served_from="cache"}"#, in: metrics) ?? 0) < size
+        let cache = sample(#"wan_read_bytes_total{served_from="cache"}"#, in: metrics) ?? -1
+        let origin = sample(#"wan_read_bytes_total{served_from="origin"}"#, in: metrics) ?? -1
+        #expect(origin > 0 && cache >= size, "the first pass waited for the origin, the second did not: \(origin) / \(cache)")
+        #expect(origin + cache == 2 * size, "every byte read through the mount is counted once per pass")
+        let reads = (sample("wan_cache_hits_total", in: metrics) ?? 0) + (sample("wan_cache_misses_total", in: metrics) ?? 0)
+        #expect(reads > 0 && sample("wan_read_latency_seconds_count", in: metrics) == reads, "one latency sample per read")
+    }
+
     @Test func listingCostsNoNetworkAndEveryFileReadsByteExact() throws {
         let (mount, model, prefix) = try Self.nginxModel("lsr", sizes: [
             ("model_index.json", 321), ("transformer/config.json", 77), ("transformer/w-00001.safetensors", 9 << 20 + 123),
