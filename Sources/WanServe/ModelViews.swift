@@ -19,6 +19,7 @@ struct ModelDetail: Encodable {
     let lastHealthCheck: Nullable<Date>
     let performanceScore: Nullable<Double>
     let corruptionDetected: Bool
+    /// Uses per day over the last 30 days.
     let usageFrequency: Nullable<Double>
     let lastUsed: Nullable<Date>
     let averageGenerationTime: Nullable<Double>
@@ -121,6 +122,14 @@ struct ModelCatalog: Sendable {
         return speed > 0 ? Double(status.bytesNeeded) / speed : nil
     }
 
+    /// Uses per day over the last 30 days (ensures and mount opens), from the state database.
+    func usageFrequency(_ key: String) -> Nullable<Double> {
+        let now = Date()
+        guard let events = try? engine.state(create: false)?.useEvents(in: now.addingTimeInterval(-30 * 86400)...now) else { return Nullable(nil) }
+        let uses = events.filter { $0.model == key }.reduce(Int64(0)) { $0 + $1.uses }
+        return Nullable((Double(uses) / 30 * 1000).rounded() / 1000)
+    }
+
     func isFetching(_ spec: ModelSpec) -> Bool {
         let hashes = Set(spec.files.map(\.sha256))
         return engine.liveFetchers().contains { hashes.contains($0.content.sha256) && $0.snapshot.phase != .complete }
@@ -160,7 +169,7 @@ struct ModelCatalog: Sendable {
             lastHealthCheck: Nullable(status.lastVerified),
             performanceScore: Nullable(nil),
             corruptionDetected: status.state == .corrupt,
-            usageFrequency: Nullable(nil),
+            usageFrequency: usageFrequency(DownloadManager.key(spec)),
             lastUsed: Nullable(usage?.lastAccess),
             averageGenerationTime: Nullable(nil),
             canPauseDownload: download.map { $0.status == .queued || $0.status == .downloading } ?? false,

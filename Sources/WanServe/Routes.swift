@@ -22,7 +22,7 @@ struct Routes: Sendable {
         router.get("/api/v1/models/status/detailed/:model_id") { _, context in
             try JSONResponse.make(try catalog.detail(try catalog.spec(try context.parameters.require("model_id"))))
         }
-        router.get("/api/v1/models/storage") { _, _ in try storage() }
+        router.get("/api/v1/models/storage") { request, _ in try storage(try PageRequest(request: request)) }
         let configRoutes = ConfigRoutes(catalog: catalog, config: config)
         router.get("/api/v1/config/current") { _, _ in try configRoutes.current() }
         router.put("/api/v1/config/update") { request, _ in try await configRoutes.update(request) }
@@ -166,9 +166,10 @@ struct Routes: Sendable {
             }
         }
         struct ModelStorage: Encodable {
-            let modelID: String, sizeGB: Double, lastAccessed: Nullable<Date>, storageTier: String
+            let modelID: String, sizeGB: Double, lastAccessed: Nullable<Date>, usageFrequency: Nullable<Double>, storageTier: String
             enum CodingKeys: String, CodingKey {
-                case modelID = "model_id", sizeGB = "size_gb", lastAccessed = "last_accessed", storageTier = "storage_tier"
+                case modelID = "model_id", sizeGB = "size_gb", lastAccessed = "last_accessed", usageFrequency = "usage_frequency"
+                case storageTier = "storage_tier"
             }
         }
         struct Cleanup: Encodable {
@@ -180,8 +181,9 @@ struct Routes: Sendable {
         let storageSummary: Summary
         let modelsStorage: [ModelStorage]
         let cleanupSuggestions: Cleanup
+        let pagination: Pagination?
         enum CodingKeys: String, CodingKey {
-            case storageSummary = "storage_summary", modelsStorage = "models_storage", cleanupSuggestions = "cleanup_suggestions"
+            case storageSummary = "storage_summary", modelsStorage = "models_storage", cleanupSuggestions = "cleanup_suggestions", pagination
         }
     }
 
@@ -193,7 +195,8 @@ struct Routes: Sendable {
         return days <= 7 ? "hot" : days <= 30 ? "warm" : "cold"
     }
 
-    func storage() throws -> Response {
+    /// The storage report; `models_storage` is paginable.
+    func storage(_ page: PageRequest) throws -> Response {
         let figures = try catalog.storageFigures()
         let usage = figures.usage
         let state = try engine.state(create: false)
@@ -201,8 +204,9 @@ struct Routes: Sendable {
         let models = usage.models.map { model in
             let access = (try? state?.usage(model: model.directory))??.lastAccess
             return StorageReport.ModelStorage(modelID: model.directory, sizeGB: Double(model.bytes) / 1e9, lastAccessed: Nullable(access),
-                                              storageTier: Self.tier(lastAccess: access, now: now))
+                                              usageFrequency: catalog.usageFrequency(model.directory), storageTier: Self.tier(lastAccess: access, now: now))
         }
+        let (shown, pagination) = try page.apply(models)
         let maxTotalSize = catalog.settings.current.maxStorageBytes
         var collector = GarbageCollector(engine: engine, maxTotalSize: maxTotalSize, maxModelAge: config.maxModelAge)
         if maxTotalSize == nil && config.maxModelAge == nil { collector.maxModelAge = 30 * 86400 }
@@ -211,9 +215,10 @@ struct Routes: Sendable {
             storageSummary: .init(totalCapacityGB: Double(figures.capacity) / 1e9, usedSpaceGB: Double(usage.totalBytes) / 1e9,
                                   availableSpaceGB: Double(figures.available) / 1e9, usagePercent: figures.usagePercent,
                                   modelsCount: usage.models.count),
-            modelsStorage: models,
+            modelsStorage: shown,
             cleanupSuggestions: .init(potentialSavingsGB: Double(plan.bytesReclaimable) / 1e9, safeToRemoveCount: plan.modelsRemoved.count,
-                                      candidates: plan.modelsRemoved)))
+                                      candidates: plan.modelsRemoved),
+            pagination: pagination))
     }
 
     // MARK: - Metrics

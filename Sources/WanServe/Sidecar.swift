@@ -46,7 +46,9 @@ public struct Sidecar: Sendable {
         downloads.maxConcurrent = settings.current.maxConcurrentDownloads
         let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings)
         let checks = HealthChecks(catalog: catalog)
-        let maintenance = Maintenance(catalog: catalog, checks: checks, tick: scheduleInterval, logger: logger)
+        var scheduleLogger = logger
+        scheduleLogger[metadataKey: "component"] = "maintenance"
+        let maintenance = Maintenance(catalog: catalog, checks: checks, tick: scheduleInterval, logger: scheduleLogger)
         Routes(catalog: catalog, config: config, checks: checks, maintenance: maintenance).register(on: router)
         router.ws("/ws") { _, _ in .upgrade([:]) } onUpgrade: { inbound, outbound, _ in
             // Server → client only: client frames are read (and dropped) so a close is seen.

@@ -168,6 +168,14 @@ import WanTestSupport
         #expect(try server.get("/metrics").status == 200, "scrapers need no token")
         #expect(try server.get("/api/v1/no/such/route", token: "s3cret-token").status == 404)
         #expect(!(try server.get("/api/v1/models/status/detailed").body.contains("s3cret-token")))
+
+        // Structured logs: one JSON object per line, the access line carrying the request id.
+        let id = try #require(unknown.headers["x-request-id"])
+        let lines = server.log.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: String] }
+        let access = lines.first { $0["request_id"] == id }
+        #expect(access?["component"] == "http" && access?["level"] == "INFO" && access?["message"]?.contains("404") == true, "\(lines.suffix(3))")
+        #expect(access?["ts"]?.hasSuffix("Z") == true && access?["duration_ms"] != nil)
+        #expect(!server.log.contains("s3cret-token"), "the token is never logged")
     }
 
     @Test func badListenAddressesAndTokenFilesAreUsageErrors() throws {

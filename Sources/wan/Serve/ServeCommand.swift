@@ -31,6 +31,11 @@ struct ServeCommand: WanCommand {
             help: ArgumentHelp("Requests per minute per client: 'off', or any of default:N,download:N,admin:N.", valueName: "spec"))
     var rateLimits = "default:60,download:10,admin:30"
 
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable { case json, text }
+
+    @Option(name: .customLong("log-format"), help: "Logs on stderr: one JSON object per line, or text for humans.")
+    var logFormat = LogFormat.json
+
     @Option(name: .customLong("schedule-interval"),
             help: ArgumentHelp("Seconds between checks whether scheduled GC or a health pass is due.", valueName: "seconds"))
     var scheduleInterval = 60.0
@@ -45,10 +50,19 @@ struct ServeCommand: WanCommand {
         let limits: RateLimits
         do { limits = try RateLimits(parsing: rateLimits) } catch { throw OrchestratorError.configInvalid(key: "--rate-limits", message: error.description) }
         let context = try CommandContext(global, output: output)
+        let level = JSONLogHandler.level(context.config.logLevel)
+        let logger = Logger(label: "http") { [logFormat] label in
+            guard logFormat == .json else {
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            return JSONLogHandler(label: label, level: level)
+        }
         let engine = try context.engine()
         output.say("wan serve: listening on http://\(host):\(port) (MODELS_ROOT \(engine.resolver.modelsRoot)\(token == nil ? "" : ", bearer auth on /api/v1"))")
         try await Sidecar(engine: engine, config: context.config, host: host, port: port, authToken: token, adminToken: adminToken,
-                          rateLimits: limits, scheduleInterval: .milliseconds(Int(scheduleInterval * 1000))).run()
+                          rateLimits: limits, scheduleInterval: .milliseconds(Int(scheduleInterval * 1000)), logger: logger).run()
         engine.shutdown()
     }
 
