@@ -128,4 +128,19 @@ import WanTestSupport
         #expect(try server.get("/api/v1/models/fallback/queue/queue_000000000000").status == 404)
         #expect(try server.post("/api/v1/models/fallback/queue", ["model_id": "t2v-A14B@2.2.0", "priority": "asap"]).errorField == "priority")
     }
+
+    @Test func seed002sPythonSDKWorksAsWritten() throws {
+        let server = try SidecarServer(models: Self.wan, manifestExtra: Self.caps)
+        #expect(try WanProcess.run(["models", "ensure", "--only", "ti2v-5B@2.2.0"], environment: server.env).status == 0)
+        let run = try Shell.run("/usr/bin/env", ["python3", TestServers.repositoryRoot + "/Tests/clients/sdk_002.py", server.base, "t2v-A14B@2.2.0"])
+        #expect(run.status == 0, "\(run.output)")
+        let lines = run.output.split(separator: "\n").map(String.init)
+        #expect(lines.prefix(3) == ["Model available: False", "Download started: True", "Suggested alternative: ti2v-5B@2.2.0"], "\(lines)")
+        let summary = try #require((try? JSONSerialization.jsonObject(with: Data((lines.last ?? "").utf8))) as? [String: Any])
+        #expect(["DOWNLOADING", "COMPLETED", "QUEUED"].contains(summary["progress_status"] as? String ?? ""), "\(summary)")
+        #expect(summary["models"] as? [String] == ["i2v-A14B@2.2.0", "t2v-A14B@2.2.0", "ti2v-5B@2.2.0"])
+        #expect(summary["analytics_days"] as? Int == 7)
+        let done = try server.poll("/api/v1/models/download/progress/t2v-A14B@2.2.0") { $0["status"] as? String == "COMPLETED" }
+        #expect(done["status"] as? String == "COMPLETED", "the download the SDK started finishes")
+    }
 }
