@@ -119,7 +119,7 @@ final class DownloadManager: Sendable {
     init(engine: CacheEngine, events: EventHub) {
         self.engine = engine
         self.events = events
-        state = Mutex(State(maxConcurrent: max(1, engine.config.maxConcurrentDownloads)))
+        state = Mutex(State(maxConcurrent: max(1, engine.config.maxConcurrentDownloads)))   // 0 only after shutdown()
     }
 
     /// The key a model's download is filed under: its id, with `#variant` when not the default.
@@ -131,7 +131,7 @@ final class DownloadManager: Sendable {
     var maxConcurrent: Int {
         get { state.withLock { $0.maxConcurrent } }
         set {
-            state.withLock { $0.maxConcurrent = max(1, newValue) }
+            state.withLock { if $0.maxConcurrent > 0 { $0.maxConcurrent = max(1, newValue) } }
             startQueued()
         }
     }
@@ -260,13 +260,26 @@ final class DownloadManager: Sendable {
         return try require(key)
     }
 
+    /// Stops every running download (the sidecar is shutting down): transfers end, partial
+    /// bytes are kept, and the next `wan serve` or `ensure` resumes them.
+    func shutdown() {
+        state.withLock { s in
+            for job in s.jobs.values where job.cancel != nil {
+                job.status = .paused
+                job.cancel?.cancel()
+                job.engine?.shutdown(cancellingTransfers: true)
+            }
+            s.maxConcurrent = 0
+        }
+    }
+
     // MARK: - Running
 
     /// Starts queued downloads, highest priority first, while slots are free.
     private func startQueued() {
         let toStart: [Job] = state.withLock { s in
             let running = s.jobs.values.filter { $0.cancel != nil }.count
-            let free = max(0, s.maxConcurrent - running)
+            let free = max(0, s.maxConcurrent - running)   // 0 once shut down
             let next = Self.queue(s).prefix(free).compactMap { s.jobs[$0] }
             for job in next {
                 job.status = .downloading

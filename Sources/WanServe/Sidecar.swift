@@ -42,6 +42,7 @@ public struct Sidecar: Sendable {
         if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken)) }
         let events = EventHub()
         let downloads = DownloadManager(engine: engine, events: events)
+        defer { downloads.shutdown() }   // SIGTERM: transfers stop, partial bytes stay for the next run
         let settings = SidecarSettings(config: config, state: try engine.state())
         downloads.maxConcurrent = settings.current.maxConcurrentDownloads
         let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings)

@@ -10,9 +10,10 @@ struct ServeCommand: WanCommand {
         commandName: "serve",
         abstract: "Serve the HTTP API, /metrics and /health/models over MODELS_ROOT until SIGTERM or SIGINT.",
         discussion: """
-        Endpoints served so far: GET /health/models[/{id}], GET /metrics, GET /api/v1/models/status/detailed[/{id}], \
-        GET /api/v1/models/storage, GET /api/v1/models/health[/{id}], POST /api/v1/models/health/{id}/check, GET /api/v1/config/current (see docs/sidecar.md). With --auth-token-file, every /api/v1 route needs \
-        `Authorization: Bearer TOKEN`; /health/models and /metrics stay open.
+        Seed 002/003's API under /api/v1 (status, downloads, health, repair, fallback, analytics, storage, cleanup, \
+        config), GET /health/models[/{id}], GET /metrics and the WebSocket /ws; docs/sidecar.md and docs/openapi.yaml \
+        describe them. With --auth-token-file, every /api/v1 route and /ws need `Authorization: Bearer TOKEN`; \
+        /health/models and /metrics stay open.
         """)
 
     @OptionGroup var global: GlobalOptions
