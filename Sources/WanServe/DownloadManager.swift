@@ -237,7 +237,7 @@ final class DownloadManager: Sendable {
     }
 
     private func stop(_ key: String, as final: DownloadStatus, allowedFrom: Set<DownloadStatus>) async throws -> DownloadSnapshot {
-        let running = try state.withLock { s -> Bool in
+        let (running, engine) = try state.withLock { s -> (Bool, CacheEngine?) in
             guard let job = s.jobs[key], allowedFrom.contains(job.status) else {
                 throw APIError(.conflict, code: "CONFLICT",
                                message: "\(key) has no download to \(final == .paused ? "pause" : "cancel")",
@@ -246,9 +246,9 @@ final class DownloadManager: Sendable {
             job.status = final
             job.samples = []
             job.cancel?.cancel()
-            job.engine?.shutdown(cancellingTransfers: true)
-            return job.cancel != nil
+            return (job.cancel != nil, job.engine)
         }
+        engine?.shutdown(cancellingTransfers: true)   // outside the lock: it syncs partial files
         // The run ends within one write callback of the cancellation; wait for it (bounded),
         // so that when the answer arrives no byte of this download is moving any more.
         let deadline = ContinuousClock.now + .seconds(10)
@@ -263,14 +263,15 @@ final class DownloadManager: Sendable {
     /// Stops every running download (the sidecar is shutting down): transfers end, partial
     /// bytes are kept, and the next `wan serve` or `ensure` resumes them.
     func shutdown() {
-        state.withLock { s in
-            for job in s.jobs.values where job.cancel != nil {
+        let engines = state.withLock { s in
+            s.maxConcurrent = 0
+            return s.jobs.values.filter { $0.cancel != nil }.compactMap { job -> CacheEngine? in
                 job.status = .paused
                 job.cancel?.cancel()
-                job.engine?.shutdown(cancellingTransfers: true)
+                return job.engine
             }
-            s.maxConcurrent = 0
         }
+        for engine in engines { engine.shutdown(cancellingTransfers: true) }   // outside the lock: it syncs partial files
     }
 
     // MARK: - Running
