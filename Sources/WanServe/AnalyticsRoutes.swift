@@ -178,13 +178,15 @@ struct AnalyticsRoutes: Sendable {
         let page = try PageRequest(query)
         var minDays = 30
         if let raw = query["min_unused_days"] {
-            guard let value = Int(raw), value >= 0 else { throw RequestBody.invalid("min_unused_days", "must be an integer >= 0, not '\(raw)'") }
+            guard let value = Int(raw), (0...36500).contains(value) else {
+                throw RequestBody.invalid("min_unused_days", "must be an integer from 0 to 36500, not '\(raw)'")
+            }
             minDays = value
         }
         var threshold = engine.config.maxTotalSize.map { Double($0) / 1e9 }
         if let raw = query["storage_threshold_gb"] {
-            guard let value = Double(raw), value >= 0 else { throw RequestBody.invalid("storage_threshold_gb", "must be a number >= 0, not '\(raw)'") }
-            threshold = value
+            guard let value = Double(raw) else { throw RequestBody.invalid("storage_threshold_gb", "must be a number, not '\(raw)'") }
+            threshold = try RequestBody.bounded(value, "storage_threshold_gb", 0...1e9)
         }
         let usage = try DiskUsage.measure(engine.resolver)
         let state = try engine.state(create: false)

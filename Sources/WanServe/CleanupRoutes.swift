@@ -81,8 +81,8 @@ struct CleanupRoutes: Sendable {
         let type: CleanupType = try RequestBody.oneOf(body.cleanupType, "cleanup_type", default: .auto)
         let dryRun = body.dryRun ?? true
         let keepDays = body.keepRecentDays ?? body.minUnusedDays ?? 30
-        guard keepDays >= 0 else { throw RequestBody.invalid("keep_recent_days", "must be >= 0") }
-        if let target = body.targetSpaceGB, !(target >= 0) { throw RequestBody.invalid("target_space_gb", "must be >= 0") }
+        guard (0...36500).contains(keepDays) else { throw RequestBody.invalid("keep_recent_days", "must be from 0 to 36500 days") }
+        if let target = body.targetSpaceGB { _ = try RequestBody.bounded(target, "target_space_gb", 0...1e9) }
 
         let figures = try catalog.storageFigures()
         var collector = GarbageCollector(engine: engine, maxTotalSize: catalog.settings.current.maxStorageBytes, maxModelAge: Double(keepDays) * 86400)

@@ -93,8 +93,8 @@ struct DownloadRoutes: Sendable {
             if required { throw RequestBody.invalid("bandwidth_limit_mbps", "is required for action bandwidth") }
             return Int64(catalog.settings.current.bandwidthLimitMbps * 125_000)
         }
-        guard mbps >= 0, mbps.isFinite else { throw RequestBody.invalid("bandwidth_limit_mbps", "must be a number >= 0 (0 = unlimited)") }
-        return Int64(mbps * 125_000)
+        let limit = try RequestBody.bounded(mbps, "bandwidth_limit_mbps", 0...1e6)   // up to 1 Tbit/s; 0 = unlimited
+        return limit == 0 ? 0 : max(1, Int64(limit * 125_000))
     }
 
     // MARK: - Progress

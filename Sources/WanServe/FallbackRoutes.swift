@@ -110,7 +110,7 @@ final class FallbackRoutes: Sendable {
         let speed: Speed = try RequestBody.oneOf(body.speed ?? body.requirements?.speed, "speed", default: .medium)
         let resolution = body.resolution ?? body.requirements?.resolution ?? "1280x720"
         let maxWait = body.maxWaitMinutes ?? body.userPreferences?.maxWaitTimeMinutes
-        if let maxWait, !(maxWait >= 0) { throw RequestBody.invalid("max_wait_minutes", "must be >= 0") }
+        if let maxWait { _ = try RequestBody.bounded(maxWait, "max_wait_minutes", 0...525_600) }   // up to a year
         let requested = try catalog.spec(body.requestedModel)
         let requestedKey = DownloadManager.key(requested)
         let wantedFamily = body.requirements?.modelType.flatMap(Self.family(modelType:)) ?? Self.family(requested)
@@ -226,7 +226,8 @@ final class FallbackRoutes: Sendable {
         let body = try await RequestBody.decode(QueueRequest.self, from: request)
         let priority: DownloadPriority = try RequestBody.oneOf(body.priority, "priority", default: .normal)
         let wait = body.maxWaitTimeMinutes ?? 60
-        guard wait > 0, wait <= 7 * 24 * 60 else { throw RequestBody.invalid("max_wait_time_minutes", "must be from 0 to 10080 minutes") }
+        guard wait > 0 else { throw RequestBody.invalid("max_wait_time_minutes", "must be more than 0 minutes") }
+        _ = try RequestBody.bounded(wait, "max_wait_time_minutes", 0...10080)
         let spec = try catalog.spec(body.modelID)
         let key = DownloadManager.key(spec)
         let now = Date()

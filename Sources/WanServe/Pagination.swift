@@ -56,7 +56,8 @@ struct PageRequest: Sendable {
         }
         guard requested else { return (ordered, nil) }
         let pages = max(1, (ordered.count + limit - 1) / limit)
-        let start = min(ordered.count, (page - 1) * limit)
+        let (offset, overflow) = (page - 1).multipliedReportingOverflow(by: limit)
+        let start = overflow ? ordered.count : min(ordered.count, offset)
         let slice = Array(ordered[start..<min(ordered.count, start + limit)])
         return (slice, Pagination(page: page, limit: limit, total: ordered.count, pages: pages, hasNext: page < pages, hasPrev: page > 1))
     }

@@ -43,6 +43,15 @@ enum RequestBody {
         APIError(.unprocessableContent, code: "VALIDATION_ERROR", message: "\(field) \(problem)", details: ["field": field])
     }
 
+    /// `value` if it is a finite number within `range`, else 422 naming `field` (numbers become
+    /// bytes, seconds or counts: a value past what they can hold must not reach them).
+    static func bounded(_ value: Double, _ field: String, _ range: ClosedRange<Double>) throws -> Double {
+        guard value.isFinite, range.contains(value) else {
+            throw invalid(field, "must be a number from \(range.lowerBound.formatted()) to \(range.upperBound.formatted())")
+        }
+        return value
+    }
+
     /// `value` as one of `T`'s cases, or 422 naming `field` and the allowed values.
     static func oneOf<T: RawRepresentable & CaseIterable>(_ value: String?, _ field: String, default fallback: T? = nil) throws -> T
     where T.RawValue == String {
