@@ -77,8 +77,10 @@ struct AnalyticsRoutes: Sendable {
             guard let raw = query[field] else { return nil }
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withFullDate]
-            guard let parsed = formatter.date(from: String(raw.prefix(10))) else {
-                throw RequestBody.invalid(field, "must be an ISO date (YYYY-MM-DD), not '\(raw)'")
+            // From 1970 on: before 1582 Foundation's calendar is Julian, and no use is that old.
+            guard let parsed = formatter.date(from: String(raw.prefix(10))), parsed.timeIntervalSince1970 >= 0,
+                  parsed.timeIntervalSince1970 < 253_402_300_800 else {
+                throw RequestBody.invalid(field, "must be an ISO date (YYYY-MM-DD) from 1970-01-01 to 9999-12-31, not '\(raw)'")
             }
             return parsed
         }
