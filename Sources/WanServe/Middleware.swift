@@ -55,16 +55,18 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// With a token configured, every `/api/v1` route and `/ws` need `Authorization: Bearer TOKEN`
 /// (`/ws` also takes `?token=`, since browsers cannot set headers on a WebSocket).
-/// `/health/models` and `/metrics` stay open (probes and scrapers). With an admin token too,
+/// `/health/models` and `/metrics` stay open (probes and scrapers) unless `protectProbes`. With an admin token too,
 /// the admin routes (`PUT /config/update`, `POST /models/cleanup`) need it: the user token
 /// gets 403.
 struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String?
     let adminToken: String?
+    var protectProbes = false
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        guard path.hasPrefix("/api/") || path == "/ws" else { return try await next(request, context) }
+        let probe = path == "/metrics" || path == "/health/models" || path.hasPrefix("/health/models/")
+        guard path.hasPrefix("/api/") || path == "/ws" || (protectProbes && probe) else { return try await next(request, context) }
         let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
             ?? (path == "/ws" ? request.uri.queryParameters["token"].map(String.init) : nil)
         let isAdmin = adminToken.map { admin in presented.map { Self.constantTimeEqual($0, admin) } ?? false } ?? false

@@ -236,18 +236,18 @@ struct Routes: Sendable {
                                                        buckets: [1, 5, 15, 60, 300, 900, 1800, 3600, 7200].map { Duration.seconds($0) })
         for record in history {
             let status = record.outcome == "completed" ? "completed" : record.outcome == "cancelled" ? "cancelled" : "failed"
-            registry.makeCounter(descriptor: downloads, labels: [("model_id", record.model), ("status", status)]).increment()
+            registry.makeCounter(descriptor: downloads, labels: [("model", record.model), ("status", status)]).increment()
             if record.outcome == "completed" { durations.recordNanoseconds(Int64(record.duration * 1e9)) }
             if record.outcome != "completed" {
                 let type = record.outcome == "corrupt" ? "CHECKSUM_FAIL" : "DOWNLOAD_FAILED"
-                registry.makeCounter(descriptor: errors, labels: [("error_type", type), ("model_id", record.model)]).increment()
+                registry.makeCounter(descriptor: errors, labels: [("type", type), ("model", record.model)]).increment()
             }
         }
         if let usage = try? DiskUsage.measure(engine.resolver) {
             var families: [String: Int64] = [:]
             for model in usage.models { families[String(model.directory.split(separator: "@").first ?? ""), default: 0] += model.bytes }
             for (family, bytes) in families {
-                registry.makeGauge(descriptor: storageUsed, labels: [("model_family", family)]).set(Double(bytes))
+                registry.makeGauge(descriptor: storageUsed, labels: [("family", family)]).set(Double(bytes))
             }
             registry.makeGauge(descriptor: name("wan_cache_bytes", "Bytes under MODELS_ROOT (shared blobs once).")).set(Double(usage.totalBytes))
         }

@@ -16,13 +16,15 @@ public struct Sidecar: Sendable {
     public let authToken: String?
     /// With an admin token, the admin routes need it (the user token gets 403).
     public let adminToken: String?
+    /// Whether `/health/models` and `/metrics` need the token too (open by default).
+    public let protectProbes: Bool
     public let rateLimits: RateLimits
     /// How often the GC and health schedules wake to see whether a run is due.
     public let scheduleInterval: Duration
     public let logger: Logger
 
     public init(engine: CacheEngine, config: OrchestratorConfig, host: String, port: Int, authToken: String?, adminToken: String? = nil,
-                rateLimits: RateLimits = RateLimits(), scheduleInterval: Duration = .seconds(60), logger: Logger = Logger(label: "wan.serve")) {
+                protectProbes: Bool = false, rateLimits: RateLimits = RateLimits(), scheduleInterval: Duration = .seconds(60), logger: Logger = Logger(label: "wan.serve")) {
         self.scheduleInterval = scheduleInterval
         self.engine = engine
         self.config = config
@@ -30,6 +32,7 @@ public struct Sidecar: Sendable {
         self.port = port
         self.authToken = authToken
         self.adminToken = adminToken
+        self.protectProbes = protectProbes
         self.rateLimits = rateLimits
         self.logger = logger
     }
@@ -39,7 +42,7 @@ public struct Sidecar: Sendable {
         let router = Router(context: SidecarContext.self)
         router.middlewares.add(EnvelopeMiddleware(logger: logger))
         router.middlewares.add(RateLimitMiddleware(limits: rateLimits))
-        if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken)) }
+        if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken, protectProbes: protectProbes)) }
         let events = EventHub()
         let downloads = DownloadManager(engine: engine, events: events)
         defer { downloads.shutdown() }   // SIGTERM: transfers stop, partial bytes stay for the next run

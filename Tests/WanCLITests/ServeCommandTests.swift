@@ -45,9 +45,9 @@ import WanTestSupport
         let metrics = try server.get("/metrics")
         #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
         // Parsed by prometheus_client: the counters moved with the two files downloaded.
-        #expect(try server.metric("model_downloads_total", ["model_id": "srv@1.0", "status": "completed"]) == 2, "\(metrics.body)")
+        #expect(try server.metric("model_downloads_total", ["model": "srv@1.0", "status": "completed"]) == 2, "\(metrics.body)")
         #expect(try server.metric("model_download_duration_seconds_count") == 2)
-        #expect((try server.metric("model_storage_bytes_used", ["model_family": "srv"]) ?? 0) >= Double(server.model.totalSize))
+        #expect((try server.metric("model_storage_bytes_used", ["family": "srv"]) ?? 0) >= Double(server.model.totalSize))
         #expect(try server.metric("wan_read_bytes_total", ["served_from": "cache"]) == 0, "no mount on this MODELS_ROOT")
 
         server.process.terminate()

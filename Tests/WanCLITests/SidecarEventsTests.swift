@@ -139,5 +139,15 @@ import WanTestSupport
         #expect(try server.get("/api/v1/models/status/detailed", token: "root-token").status == 200, "the admin token opens every route")
         #expect(try server.get("/api/v1/models/cleanup", post: "{}").status == 401)
         #expect(!server.log.contains("root-token") && !server.log.contains("user-token"), "tokens are never logged")
+        #expect(try server.get("/metrics").status == 200 && (try server.get("/health/models").status) == 200, "probes open by default")
+    }
+
+    @Test func withAuthProbesTheProbesNeedTheTokenToo() throws {
+        let server = try SidecarServer(token: "probe-token", arguments: ["--auth-probes"])
+        #expect(try server.get("/metrics").status == 401 && (try server.get("/health/models/srv@1.0").status) == 401)
+        #expect(try server.get("/metrics", token: "probe-token").status == 200)
+        #expect(try server.get("/health/models", token: "probe-token").status == 200)
+        let alone = try WanProcess.run(["serve", "--auth-probes"], environment: server.env)
+        #expect(alone.status == 2 && alone.stderr.contains("--auth-probes"), "without a token there is nothing to require: \(alone.stderr)")
     }
 }

@@ -13,7 +13,7 @@ struct ServeCommand: WanCommand {
         Seed 002/003's API under /api/v1 (status, downloads, health, repair, fallback, analytics, storage, cleanup, \
         config), GET /health/models[/{id}], GET /metrics and the WebSocket /ws; docs/sidecar.md and docs/openapi.yaml \
         describe them. With --auth-token-file, every /api/v1 route and /ws need `Authorization: Bearer TOKEN`; \
-        /health/models and /metrics stay open.
+        /health/models and /metrics stay open unless --auth-probes.
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -23,6 +23,9 @@ struct ServeCommand: WanCommand {
 
     @Option(name: .customLong("auth-token-file"), help: ArgumentHelp("A file holding the bearer token the API requires.", valueName: "path"))
     var authTokenFile: String?
+
+    @Flag(name: .customLong("auth-probes"), help: "Require the token on /health/models and /metrics too.")
+    var authProbes = false
 
     @Option(name: .customLong("admin-token-file"),
             help: ArgumentHelp("A file holding the token the admin routes (PUT /config/update, POST /models/cleanup) require.", valueName: "path"))
@@ -62,7 +65,11 @@ struct ServeCommand: WanCommand {
         }
         let engine = try context.engine()
         output.say("wan serve: listening on http://\(host):\(port) (MODELS_ROOT \(engine.resolver.modelsRoot)\(token == nil ? "" : ", bearer auth on /api/v1"))")
+        guard !authProbes || token != nil else {
+            throw OrchestratorError.configInvalid(key: "--auth-probes", message: "needs --auth-token-file (the token the probes must present)")
+        }
         try await Sidecar(engine: engine, config: context.config, host: host, port: port, authToken: token, adminToken: adminToken,
+                          protectProbes: authProbes,
                           rateLimits: limits, scheduleInterval: .milliseconds(Int(scheduleInterval * 1000)), logger: logger).run()
         engine.shutdown()
     }
