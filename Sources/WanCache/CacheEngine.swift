@@ -224,14 +224,12 @@ public final class CacheEngine: @unchecked Sendable {
         let fetchers = try missing.map { try fetcher(for: $0, of: spec) }
         for fetcher in fetchers { fetcher.prefetch(0..<fetcher.content.size, priority: .background) }
 
-        var done = alreadyLinked
+        // Progress counts every file's bytes present (files further down the list may be
+        // partly there already, from an earlier run or their own background jobs).
+        let report = { progress?(alreadyLinked + fetchers.reduce(0) { $0 + $1.snapshot.bytesPresent }, total) }
         for (file, fetcher) in zip(missing, fetchers) {
-            let base = done
-            let blob = try fetcher.requireComplete(timeout: settings.downloadTimeout, cancel: cancel) { present in
-                progress?(base + present, total)
-            }
+            let blob = try fetcher.requireComplete(timeout: settings.downloadTimeout, cancel: cancel) { _ in report() }
             try link(blob: blob, to: directory + "/" + file.path)
-            done += file.size
         }
         progress?(total, total)
         try? state()?.recordAccess(model: key)

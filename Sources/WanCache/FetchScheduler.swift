@@ -17,6 +17,7 @@ public enum FetchPriority: Int, Sendable, Comparable, CaseIterable {
 /// promoted (re-queued at a higher priority) while it waits.
 public final class FetchTicket: Sendable {
     private let claimed = Atomic<Bool>(false)
+    private let dropped = Atomic<Bool>(false)
     private let priorityValue: Atomic<Int>
     let work: @Sendable () -> Void
 
@@ -29,7 +30,16 @@ public final class FetchTicket: Sendable {
     public var isStarted: Bool { claimed.load(ordering: .acquiring) }
     public var priority: FetchPriority { FetchPriority(rawValue: priorityValue.load(ordering: .relaxed)) ?? .background }
 
+    /// Whether it was discarded without running (the scheduler stopped): whoever queued it
+    /// must treat its work as never done.
+    public var isDropped: Bool { dropped.load(ordering: .acquiring) }
+
     func claim() -> Bool { claimed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
+
+    /// Takes it so that it never runs, and marks it dropped.
+    func drop() {
+        if claim() { dropped.store(true, ordering: .releasing) }
+    }
     func lower(to priority: FetchPriority) -> Bool {
         let current = priorityValue.load(ordering: .relaxed)
         guard priority.rawValue < current else { return false }
@@ -70,11 +80,15 @@ public final class FetchScheduler: @unchecked Sendable {
     }
 
     /// Lets the workers finish what is queued (or, with `discardingQueued`, only what is
-    /// running), then exit.
+    /// running: the rest is dropped), then exit. Jobs submitted afterwards are dropped.
     public func stop(discardingQueued: Bool = false) {
         condition.lock()
         if discardingQueued {
-            for p in queues.indices { for ticket in queues[p][heads[p]...] { _ = ticket.claim() } }
+            for p in queues.indices {
+                for ticket in queues[p][heads[p]...] { ticket.drop() }
+                queues[p] = []   // the dropped jobs' closures go (they reference their fetchers)
+                heads[p] = 0
+            }
         }
         stopping = true
         condition.broadcast()
@@ -86,6 +100,11 @@ public final class FetchScheduler: @unchecked Sendable {
     public func submit(_ priority: FetchPriority, _ job: @escaping @Sendable () -> Void) -> FetchTicket {
         let ticket = FetchTicket(priority: priority, work: job)
         condition.lock()
+        if stopping {
+            condition.unlock()
+            ticket.drop()
+            return ticket
+        }
         queues[priority.rawValue].append(ticket)
         condition.broadcast()
         condition.unlock()

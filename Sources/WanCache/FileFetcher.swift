@@ -207,9 +207,22 @@ public final class FileFetcher: @unchecked Sendable {
         return opened
     }
 
-    /// Syncs what has arrived and records it (shutdown); the fetch can resume later.
+    /// Syncs what has arrived and records it (shutdown); the fetch can resume later. Blocks
+    /// whose jobs the stopped scheduler dropped are no longer in flight, so once the running
+    /// jobs end (at once when their transfers were cancelled) the file lock is given back and
+    /// another engine or process can take the fetch over.
     public func suspend() {
+        condition.lock()
+        for (block, ticket) in tickets where ticket.isDropped {
+            inFlight.remove(block)
+            tickets[block] = nil
+        }
+        condition.broadcast()
+        condition.unlock()
         persist()
+        condition.lock()
+        releaseOwnershipIfIdle()
+        condition.unlock()
     }
 
     // MARK: - Waiting
@@ -229,7 +242,14 @@ public final class FileFetcher: @unchecked Sendable {
         }
         var lastReported: Int64 = -1
         while true {
-            if phase == .complete { progress?(content.size); return }
+            if phase == .complete {
+                if let progress {   // never call out with the lock held: the callback may read snapshots
+                    condition.unlock()
+                    progress(content.size)
+                    condition.lock()
+                }
+                return
+            }
             if let terminalError { throw terminalError }
             if done() { return }
             if cancel.isCancelled { throw SourceError(.cancelled, source: content.path, message: "cancelled") }
@@ -284,6 +304,10 @@ public final class FileFetcher: @unchecked Sendable {
             let blocks = run
             run = []
             let ticket = scheduler.submit(priority) { [self] in fetch(span, blocks: blocks) }
+            guard !ticket.isDropped else {   // the engine is shutting down: nothing will fetch them
+                for block in blocks { inFlight.remove(block) }
+                return
+            }
             for block in blocks { tickets[block] = ticket }
         }
         for block in blocks(in: range) {

@@ -65,7 +65,9 @@ public struct MountReadMetrics: Codable, Sendable, Equatable {
         decoder.dateDecodingStrategy = .iso8601
         return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { name in
             guard name.hasSuffix(".json"), let data = FileManager.default.contents(atPath: directory + "/" + name),
-                  let metrics = try? decoder.decode(MountReadMetrics.self, from: data), kill(metrics.pid, 0) == 0 || errno == EPERM else { return nil }
+                  let metrics = try? decoder.decode(MountReadMetrics.self, from: data),
+                  metrics.latencyCounts.count == latencyBuckets.count + 1,   // another version's buckets: skip
+                  kill(metrics.pid, 0) == 0 || errno == EPERM else { return nil }
             return metrics
         }
     }

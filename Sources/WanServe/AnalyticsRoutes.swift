@@ -185,7 +185,7 @@ struct AnalyticsRoutes: Sendable {
             }
             minDays = value
         }
-        var threshold = engine.config.maxTotalSize.map { Double($0) / 1e9 }
+        var threshold = catalog.settings.current.maxStorageGB
         if let raw = query["storage_threshold_gb"] {
             guard let value = Double(raw) else { throw RequestBody.invalid("storage_threshold_gb", "must be a number, not '\(raw)'") }
             threshold = try RequestBody.bounded(value, "storage_threshold_gb", 0...1e9)

@@ -85,7 +85,8 @@ struct CleanupRoutes: Sendable {
         if let target = body.targetSpaceGB { _ = try RequestBody.bounded(target, "target_space_gb", 0...1e9) }
 
         let figures = try catalog.storageFigures()
-        var collector = GarbageCollector(engine: engine, maxTotalSize: catalog.settings.current.maxStorageBytes, maxModelAge: Double(keepDays) * 86400)
+        var collector = GarbageCollector(engine: engine, maxModelAge: Double(keepDays) * 86400)
+        collector.maxTotalSize = catalog.settings.current.maxStorageBytes   // the live setting, even when it is none
         if type == .manual {
             guard let names = body.modelsToRemove, !names.isEmpty else {
                 throw RequestBody.invalid("models_to_remove", "is required (a list of model ids) with cleanup_type manual")
@@ -95,7 +96,9 @@ struct CleanupRoutes: Sendable {
             // Free space to reach: shrink the cache until `available` is at least the target.
             let shortfall = Int64(target * 1e9) - figures.available
             if shortfall > 0 {
-                collector.maxTotalSize = max(0, min(collector.maxTotalSize ?? .max, figures.usage.totalBytes - shortfall))
+                // The collector counts models and blobs, not partial downloads.
+                let collectable = figures.usage.totalBytes - figures.usage.partialBytes
+                collector.maxTotalSize = max(0, min(collector.maxTotalSize ?? .max, collectable - shortfall))
             }
         }
         let gc = collector

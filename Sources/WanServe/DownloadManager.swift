@@ -281,14 +281,16 @@ final class DownloadManager: Sendable {
         let toStart: [Job] = state.withLock { s in
             let running = s.jobs.values.filter { $0.cancel != nil }.count
             let free = max(0, s.maxConcurrent - running)   // 0 once shut down
-            let next = Self.queue(s).prefix(free).compactMap { s.jobs[$0] }
+            // A job whose previous run is still winding down (paused, then resumed at once)
+            // starts when that run ends: its thread calls startQueued last.
+            let next = Self.queue(s).compactMap { s.jobs[$0] }.filter { $0.cancel == nil }.prefix(free)
             for job in next {
                 job.status = .downloading
                 job.cancel = CancellationToken()
                 job.samples = []
                 job.startedAt = Date()
             }
-            return next
+            return Array(next)
         }
         for job in toStart {
             publishProgress(job.key, force: true)
@@ -313,7 +315,7 @@ final class DownloadManager: Sendable {
                 guard stillWanted else { break }
                 defer {
                     runEngine.shutdown(cancellingTransfers: true)
-                    state.withLock { _ in job.engine = nil }
+                    state.withLock { _ in if job.engine === runEngine { job.engine = nil } }
                 }
                 try runEngine.ensure(job.spec, cancel: token) { [self] done, total in progressed(job, done: done, total: total) }
                 outcome = (.completed, nil)
@@ -330,10 +332,12 @@ final class DownloadManager: Sendable {
                 }
                 outcome = (.failed, message)
                 guard retry else { break }
-                Thread.sleep(forTimeInterval: min(30, Double(attempt)))
+                let until = Date().addingTimeInterval(min(30, Double(attempt)))   // a pause cuts the backoff short
+                while !token.isCancelled && Date() < until { Thread.sleep(forTimeInterval: 0.1) }
             }
         }
         let finished = state.withLock { _ -> Bool in
+            guard job.cancel === token else { return false }   // never clobber another run's state
             job.cancel = nil
             job.engine = nil
             guard job.status == .downloading else { return false }   // paused or cancelled meanwhile

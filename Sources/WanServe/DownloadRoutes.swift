@@ -91,7 +91,7 @@ struct DownloadRoutes: Sendable {
     private func bandwidth(_ body: ManageRequest, required: Bool) throws -> Int64 {
         guard let mbps = body.bandwidthLimitMbps else {
             if required { throw RequestBody.invalid("bandwidth_limit_mbps", "is required for action bandwidth") }
-            return Int64(catalog.settings.current.bandwidthLimitMbps * 125_000)
+            return catalog.settings.defaultBandwidth
         }
         let limit = try RequestBody.bounded(mbps, "bandwidth_limit_mbps", 0...1e6)   // up to 1 Tbit/s; 0 = unlimited
         return limit == 0 ? 0 : max(1, Int64(limit * 125_000))

@@ -236,7 +236,8 @@ final class FallbackRoutes: Sendable {
                 if priority.rank < running.priority.rank { _ = try catalog.downloads.setPriority(key, priority) }
                 if running.status == .paused { _ = try catalog.downloads.resume(key) }
             } else {
-                _ = try catalog.downloads.start(spec, priority: priority, bandwidth: 0, maxRetries: catalog.engine.config.retryAttempts)
+                _ = try catalog.downloads.start(spec, priority: priority, bandwidth: catalog.settings.defaultBandwidth,
+                                                maxRetries: catalog.settings.current.maxRetries)
             }
         }
         let entry = QueueEntry(id: generatedID("queue"), model: key, priority: priority, created: now,

@@ -246,7 +246,8 @@ final class HealthChecks: Sendable {
         if type != .integrityFix && after.state != .complete {
             actions.append(after.bytesPresent == 0 ? "full_redownload" : "partial_redownload")
             if catalog.downloads.snapshot(key)?.status.isActive != true {
-                _ = try catalog.downloads.start(spec, priority: .high, bandwidth: 0, maxRetries: catalog.settings.current.maxRetries)
+                _ = try catalog.downloads.start(spec, priority: .high, bandwidth: catalog.settings.defaultBandwidth,
+                                                maxRetries: catalog.settings.current.maxRetries)
             }
             eta = Date().addingTimeInterval(try catalog.estimatedSeconds(spec) ?? 0)
         }

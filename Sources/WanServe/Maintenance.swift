@@ -70,16 +70,19 @@ final class Maintenance: Sendable {
 
     private func gcDue(_ settings: SidecarSettings.Values, last: Date?, now: Date) -> Bool {
         if last.map({ now.timeIntervalSince($0) >= 3600 }) ?? true { return true }
-        guard let max = settings.maxStorageBytes, let used = try? DiskUsage.measure(engine.resolver).totalBytes else { return false }
-        return Double(used) >= Double(max) * settings.cleanupThresholdPercent / 100
+        guard let max = settings.maxStorageBytes, let usage = try? DiskUsage.measure(engine.resolver) else { return false }
+        // What GC can act on: models and blobs, not partial downloads (it keeps those).
+        return Double(usage.totalBytes - usage.partialBytes) >= Double(max) * settings.cleanupThresholdPercent / 100
     }
 
     /// Collects down to the threshold (so the next downloads have room), pins and models in
     /// use respected, plus models idle past `max_model_age`.
     func collectGarbage(_ settings: SidecarSettings.Values) async {
         let target = settings.maxStorageBytes.map { Int64(Double($0) * settings.cleanupThresholdPercent / 100) }
-        let collector = GarbageCollector(engine: engine, maxTotalSize: target, maxModelAge: engine.config.maxModelAge)
-        let result = try? await Blocking.run { try collector.collect(dryRun: false) }
+        var collector = GarbageCollector(engine: engine, maxModelAge: engine.config.maxModelAge)
+        collector.maxTotalSize = target   // the live setting, even when it is none
+        let gc = collector
+        let result = try? await Blocking.run { try gc.collect(dryRun: false) }
         counters.withLock {
             $0.gcRuns += 1
             $0.gcBytesReclaimed += result?.bytesReclaimed ?? 0
@@ -103,7 +106,7 @@ final class Maintenance: Sendable {
         var budget = hashBudget
         var ok = 0, failed = 0
         for (spec, _) in candidates {
-            guard budget > 0 || ok + failed == 0 else { break }
+            guard !Task.isCancelled, budget > 0 || ok + failed == 0 else { break }   // cancelled: the sidecar stops
             budget -= spec.totalSize
             guard let result = try? await Blocking.run({ [engine] in try engine.verify(spec) }) else { continue }
             if result.verified {

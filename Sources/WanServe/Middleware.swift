@@ -26,8 +26,9 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try Self.envelope(APIError(.internalServerError, code: "INTERNAL_ERROR", message: "internal error"), id: id)
         }
         response.headers[.xRequestID] = id
+        let elapsed = (ContinuousClock.now - started).components
         logger.info("\(request.method) \(request.uri.path) \(response.status.code)", metadata: [
-            "request_id": "\(id)", "duration_ms": "\((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+            "request_id": "\(id)", "duration_ms": "\(elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)",
         ])
         return response
     }
@@ -64,7 +65,7 @@ struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     var protectProbes = false
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
+        let path = request.routedPath
         let probe = path == "/metrics" || path == "/health/models" || path.hasPrefix("/health/models/")
         guard path.hasPrefix("/api/") || path == "/ws" || (protectProbes && probe) else { return try await next(request, context) }
         let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
@@ -90,4 +91,10 @@ struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
 
 extension HTTPField.Name {
     static let xRequestID = Self("X-Request-ID")!
+}
+
+extension Request {
+    /// The path as the router matches it: empty segments (`//api`) and a trailing `/` do not
+    /// count there, so they must not count for auth and rate limits either.
+    var routedPath: String { "/" + uri.path.split(separator: "/").joined(separator: "/") }
 }

@@ -71,7 +71,7 @@ final class RateLimitMiddleware: RouterMiddleware {
     init(limits: RateLimits) { self.limits = limits }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard limits.enabled, let kind = RateLimits.classify(request.method, request.uri.path) else {
+        guard limits.enabled, let kind = RateLimits.classify(request.method, request.routedPath) else {
             return try await next(request, context)
         }
         let limit = limits.limit(kind)

@@ -208,7 +208,8 @@ struct Routes: Sendable {
         }
         let (shown, pagination) = try page.apply(models)
         let maxTotalSize = catalog.settings.current.maxStorageBytes
-        var collector = GarbageCollector(engine: engine, maxTotalSize: maxTotalSize, maxModelAge: config.maxModelAge)
+        var collector = GarbageCollector(engine: engine, maxModelAge: config.maxModelAge)
+        collector.maxTotalSize = maxTotalSize   // the live setting, even when it is none
         if maxTotalSize == nil && config.maxModelAge == nil { collector.maxModelAge = 30 * 86400 }
         let plan = try collector.collect(dryRun: true, now: now)
         return try JSONResponse.make(StorageReport(

@@ -72,6 +72,7 @@ public struct Sidecar: Sendable {
             group.addTask { await AvailabilityWatcher(catalog: catalog).run() }
             group.addTask { await maintenance.run() }
             try await app.runService()
+            downloads.shutdown()   // at once: the background tasks may take a moment to notice
             group.cancelAll()
         }
     }

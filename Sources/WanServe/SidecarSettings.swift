@@ -98,25 +98,31 @@ final class SidecarSettings: Sendable {
 
     var current: Values { values.withLock { $0 } }
 
+    /// Bytes per second a download started without its own cap gets (0 = unlimited).
+    var defaultBandwidth: Int64 { Int64(current.bandwidthLimitMbps * 125_000) }
+
     /// Applies `updates` (dotted key → JSON value) all or nothing, persists them, and returns
     /// the keys whose value changed.
     func update(_ updates: [String: Any]) throws -> [String] {
-        var next = current
-        for (name, value) in updates {
-            guard let key = Self.keys.first(where: { $0.name == name }) else {
-                throw RequestBody.invalid(name, "cannot be changed (writable: \(Self.keys.map(\.name).joined(separator: ", ")))")
+        // One lock around read, apply, persist and store: two updates at once both land.
+        try values.withLock { values in
+            var next = values
+            for (name, value) in updates {
+                guard let key = Self.keys.first(where: { $0.name == name }) else {
+                    throw RequestBody.invalid(name, "cannot be changed (writable: \(Self.keys.map(\.name).joined(separator: ", ")))")
+                }
+                try key.apply(&next, value)
             }
-            try key.apply(&next, value)
+            let before = values
+            let changed = Self.keys.filter { "\($0.read(before))" != "\($0.read(next))" }.map(\.name).sorted()
+            var persisted: [String: String] = [:]
+            for key in Self.keys where changed.contains(key.name) {
+                let data = try JSONSerialization.data(withJSONObject: key.read(next), options: .fragmentsAllowed)
+                persisted[key.name] = String(decoding: data, as: UTF8.self)
+            }
+            try state?.setSettings(persisted)
+            values = next
+            return changed
         }
-        let before = current
-        let changed = Self.keys.filter { "\($0.read(before))" != "\($0.read(next))" }.map(\.name).sorted()
-        var persisted: [String: String] = [:]
-        for key in Self.keys where changed.contains(key.name) {
-            let data = try JSONSerialization.data(withJSONObject: key.read(next), options: .fragmentsAllowed)
-            persisted[key.name] = String(decoding: data, as: UTF8.self)
-        }
-        try state?.setSettings(persisted)
-        values.withLock { $0 = next }
-        return changed
     }
 }

@@ -7,9 +7,9 @@ import Synchronization
 /// unlimited.
 ///
 /// The engine calls `consume` from the write callback; sleeping there stops reading from
-/// the socket, so TCP flow control slows the sender. libcurl's own
-/// CURLOPT_MAX_RECV_SPEED_LARGE is set as well, but on fast links 7.88 lets whole
-/// megabytes through before it starts to throttle, so this bucket is what makes the cap hold.
+/// the socket, so TCP flow control slows the sender. (libcurl's CURLOPT_MAX_RECV_SPEED_LARGE
+/// is not used: on fast links 7.88 lets whole megabytes through before it throttles, and it
+/// is fixed per transfer, so a changed rate would wait for the next request.)
 public final class BandwidthLimiter: Sendable {
     private struct State {
         var rate: Int64
@@ -36,17 +36,24 @@ public final class BandwidthLimiter: Sendable {
         }
     }
 
-    /// Takes `count` bytes from the bucket, sleeping until they are allowed.
+    /// Takes `count` bytes from the bucket, sleeping until they are allowed. It sleeps in
+    /// slices of at most 100 ms and looks at the rate again after each, so a raised (or
+    /// removed) cap takes effect at once.
     public func consume(_ count: Int) {
-        let wait = state.withLock { s -> Double in
-            guard s.rate > 0 else { return 0 }
-            let now = Date()
-            let rate = Double(s.rate)
-            s.tokens = min(rate / 10, s.tokens + now.timeIntervalSince(s.last) * rate)
-            s.last = now
-            s.tokens -= Double(count)
-            return s.tokens < 0 ? -s.tokens / rate : 0
+        var owed = Double(count)
+        while true {
+            let wait = state.withLock { s -> Double in
+                guard s.rate > 0 else { return 0 }
+                let now = Date()
+                let rate = Double(s.rate)
+                s.tokens = min(rate / 10, s.tokens + now.timeIntervalSince(s.last) * rate)
+                s.last = now
+                s.tokens -= owed
+                owed = 0
+                return s.tokens < 0 ? -s.tokens / rate : 0
+            }
+            guard wait > 0 else { return }
+            Thread.sleep(forTimeInterval: min(wait, 0.1))
         }
-        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
     }
 }

@@ -150,9 +150,6 @@ final class CurlHandle: @unchecked Sendable {
         _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_LIMIT, 1)
         _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.stallTimeout.rounded(.up))))
         if let total = request.totalTimeout { _ = wan_curl_setopt_long(raw, CURLOPT_TIMEOUT_MS, Int(total * 1000)) }
-        if let rate = request.limiter?.bytesPerSecond, rate > 0 {
-            _ = wan_curl_setopt_off(raw, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(rate))
-        }
         if let caBundle { _ = wan_curl_setopt_string(raw, CURLOPT_CAINFO, caBundle) }
         if request.method == .head { _ = wan_curl_setopt_long(raw, CURLOPT_NOBODY, 1) }
         if let range = request.range { _ = wan_curl_setopt_string(raw, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)") }

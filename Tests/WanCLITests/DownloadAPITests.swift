@@ -79,6 +79,24 @@ import WanTestSupport
         #expect(again["new_status"] as? String == "COMPLETED", "starting a complete model fetches nothing")
     }
 
+    @Test func aPausedDownloadGivesItsFilesUpSoAnotherProcessCanFinishThem() throws {
+        // One connection: when the pause comes, one job runs and the rest wait in the queue;
+        // the dropped jobs must not keep the file's lock.
+        let scratch = try Scratch("wan-serve-config")
+        let config = try scratch.write("config.toml", "max_connections_per_source = 1\n")
+        let server = try SidecarServer(models: [Self.bigModel("hand@1.0", mib: 40, seed: 9)], overHTTP: true, environment: ["WAN_CONFIG": config])
+        #expect(try server.post(Self.manage, ["model_id": "hand@1.0", "action": "start", "bandwidth_limit_mbps": 64]).status == 200)
+        try server.poll("/api/v1/models/download/progress/hand@1.0") { ($0["progress_percent"] as? Double ?? 0) >= 10 }
+        #expect(try server.post(Self.manage, ["model_id": "hand@1.0", "action": "pause"]).status == 200)
+        let ensure = try Shell.run("/usr/bin/timeout", ["60", WanProcess.binary.path, "models", "ensure", "--only", "hand@1.0"],
+                                   environment: server.env.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a })
+        #expect(ensure.status == 0, "the CLI takes over the paused download: \(ensure.output)")
+        let resumed = try server.post(Self.manage, ["model_id": "hand@1.0", "action": "resume"])
+        #expect(resumed.status == 200)
+        let done = try server.poll("/api/v1/models/download/progress/hand@1.0") { $0["status"] as? String == "COMPLETED" }
+        #expect(done["status"] as? String == "COMPLETED", "\(done)")
+    }
+
     @Test func aBandwidthLimitHoldsWithinTwentyPercent() throws {
         let server = try SidecarServer(models: [Self.bigModel("bw@1.0", mib: 16, seed: 6)], overHTTP: true)
         let mbps = 32.0   // 4 MB/s: 16 MiB in about 4.2 s

@@ -45,8 +45,8 @@ struct ServeCommand: WanCommand {
     var scheduleInterval = 60.0
 
     func execute(_ output: Output) async throws {
-        guard scheduleInterval >= 0.1 else {
-            throw OrchestratorError.configInvalid(key: "--schedule-interval", message: "must be at least 0.1 seconds, not \(scheduleInterval)")
+        guard scheduleInterval >= 0.1, scheduleInterval <= 86400 else {
+            throw OrchestratorError.configInvalid(key: "--schedule-interval", message: "must be from 0.1 to 86400 seconds, not \(scheduleInterval)")
         }
         let (host, port) = try Self.parse(listen)
         let token = try authTokenFile.map { try Self.readToken($0, option: "--auth-token-file") }
