@@ -85,7 +85,9 @@ public struct GarbageCollector: Sendable {
             let last = usage[name]?.lastAccess ?? Date(timeIntervalSince1970: modified)
             models.append(Candidate(name: name, files: files, lastAccess: last))
         }
-        var total = sizes.values.reduce(0, +) + (try unlinkedBlobs().reduce(0) { $0 + $1.1 })
+        // Blobs no model links are removed below whatever the limits say, so they do not count
+        // toward the size the models must fit in.
+        var total = sizes.values.reduce(0, +)
 
         // Garbage that belongs to nobody.
         for (path, bytes) in try unlinkedBlobs() + garbageInTmp(aggressive: aggressive) {

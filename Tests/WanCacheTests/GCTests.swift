@@ -65,6 +65,20 @@ import WanTestSupport
         #expect(after <= 3 << 20 + 256 << 10)
     }
 
+    @Test func unlinkedBlobsGoFirstAndDoNotCostAModel() throws {
+        let cache = try fourModels()
+        // A blob no model links (say, left by a model removed by hand): 2 MiB of garbage.
+        let orphan = ModelFixture(modelID: "orphan@0", sizes: [("o.bin", 2 << 20)], seed: 200).files[0]
+        let blob = cache.engine.resolver.blobPath(sha256: orphan.sha256)
+        try FileManager.default.createDirectory(atPath: (blob as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try orphan.data.write(to: URL(fileURLWithPath: blob))
+        // The models alone (4.5 MiB) fit in 5 MiB once the orphan is gone: nothing else goes.
+        let result = try GarbageCollector(engine: cache.engine, maxTotalSize: 5 << 20).collect()
+        #expect(result.modelsRemoved.isEmpty, "\(result)")
+        #expect(!FileManager.default.fileExists(atPath: blob))
+        #expect(result.bytesReclaimed >= 2 << 20)
+    }
+
     @Test func pinnedAndInUseModelsAreNeverCollected() throws {
         let cache = try fourModels()
         let state = try #require(try cache.engine.state())
