@@ -29,9 +29,14 @@ import WanTestSupport
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardError = FileHandle.nullDevice
-            let lines = self.lines
-            pipe.fileHandleForReading.readabilityHandler = { handle in lines.append(String(decoding: handle.availableData, as: UTF8.self)) }
+            // A reader thread with blocking reads until EOF (FileHandle.readabilityHandler's
+            // dispatch source crashed libdispatch here once the pipe closed).
+            let lines = self.lines, handle = pipe.fileHandleForReading
             try process.run()
+            let reader = Thread {
+                while case let data = handle.availableData, !data.isEmpty { lines.append(String(decoding: data, as: UTF8.self)) }
+            }
+            reader.start()
         }
 
         var output: [String] { lines.all }
