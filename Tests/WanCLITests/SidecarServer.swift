@@ -51,7 +51,7 @@ final class SidecarServer: @unchecked Sendable {
         var env = ["MODELS_ROOT": dir.path + "/root", "WAN_MODELS_MANIFEST": manifest]
         env.merge(environment) { _, new in new }
         self.env = env
-        port = Int.random(in: 30000..<40000)
+        port = try freeLoopbackPort()
         base = "http://127.0.0.1:\(port)"
         var arguments = ["serve", "--listen", "127.0.0.1:\(port)"] + extra
         // The tests poll fast; rate limits are on only where a test asks for them.
@@ -75,11 +75,11 @@ final class SidecarServer: @unchecked Sendable {
         process.standardError = log
         try process.run()
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
+        while Date() < deadline && process.isRunning {
             if (try? get("/health/models").status) != nil { return }
             Thread.sleep(forTimeInterval: 0.1)
         }
-        throw TestEnvironmentError("wan serve did not answer on \(base)")
+        throw TestEnvironmentError("wan serve did not answer on \(base): \(self.log.suffix(2000))")
     }
 
     /// Stops the server (SIGTERM) and starts it again over the same MODELS_ROOT.

@@ -59,7 +59,7 @@ import WanTestSupport
         #expect(dropped.status == 0, "\(dropped.output)")
         #expect(try sha256sum(file) == model.file("w.bin").sha256, "warm: from the cache")
 
-        let port = Int.random(in: 40000..<50000)
+        let port = try freeLoopbackPort()
         let serve = Process()
         serve.executableURL = URL(fileURLWithPath: BuiltProducts.path("wan"))
         serve.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--rate-limits", "off"]
@@ -464,7 +464,7 @@ final class StoppableOrigin: @unchecked Sendable {
     private let process = Process()
 
     init(directory: String) throws {
-        let port = Int.random(in: 20000..<30000)
+        let port = try freeLoopbackPort()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [TestServers.repositoryRoot + "/testenv/fault_server.py", "--root", directory, "--port", String(port)]
         process.standardOutput = FileHandle.nullDevice
