@@ -134,15 +134,7 @@ final class HealthChecks: Sendable {
         let spec = try catalog.spec(id)
         let body = try await RequestBody.decode(CheckRequest.self, from: request, emptyMeans: "{}")
         let _: CheckType = try RequestBody.oneOf(body.checkType, "check_type", default: .full)
-        let checkID = generatedID("check")
-        let started = running.withLock { table -> Bool in
-            guard table[spec.modelID] == nil else { return false }
-            table[spec.modelID] = checkID
-            return true
-        }
-        guard started else {
-            throw APIError(.conflict, code: "CONFLICT", message: "a check of \(spec.modelID) is already running")
-        }
+        let checkID = try claim(spec, as: generatedID("check"))
         let engine = catalog.engine
         Thread.detachNewThread { [self] in
             // Records each file's result (and CORRUPT marks) in the state database.
@@ -152,6 +144,20 @@ final class HealthChecks: Sendable {
         // sha256 runs at ~1.7 GB/s on one core here; a conservative estimate.
         let seconds = Double(spec.totalSize) / 500e6
         return try JSONResponse.make(CheckStarted(success: true, checkID: checkID, estimatedCompletion: Date().addingTimeInterval(seconds)))
+    }
+
+    /// Marks a check or repair of `spec` as running under `id` (one at a time per model);
+    /// 409 `CONFLICT` while another runs. The caller clears the mark when it ends.
+    private func claim(_ spec: ModelSpec, as id: String) throws -> String {
+        let claimed = running.withLock { table -> Bool in
+            guard table[spec.modelID] == nil else { return false }
+            table[spec.modelID] = id
+            return true
+        }
+        guard claimed else {
+            throw APIError(.conflict, code: "CONFLICT", message: "a check or repair of \(DownloadManager.key(spec)) is already running")
+        }
+        return id
     }
 
     /// A `model_health_alert` for what a re-hash found.
@@ -211,13 +217,7 @@ final class HealthChecks: Sendable {
     /// repair of the model runs.
     func performRepair(_ spec: ModelSpec, type: RepairType, force: Bool) async throws -> RepairOutcome {
         let key = DownloadManager.key(spec)
-        let repairID = generatedID("repair")
-        let claimed = running.withLock { table -> Bool in
-            guard table[spec.modelID] == nil else { return false }
-            table[spec.modelID] = repairID
-            return true
-        }
-        guard claimed else { throw APIError(.conflict, code: "CONFLICT", message: "a check or repair of \(key) is already running") }
+        let repairID = try claim(spec, as: generatedID("repair"))
         defer { running.withLock { $0[spec.modelID] = nil } }
 
         let engine = catalog.engine
