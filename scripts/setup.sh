@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wanfs needs on a fresh Debian 12 machine (idempotent), then builds.
-#   apt: libfuse3-dev libcurl4-openssl-dev libssl-dev fuse3 pkg-config (+ test servers)
+#   apt: libcurl4-openssl-dev libssl-dev fuse3 pkg-config (+ test servers)
+#   libfuse 3.17 built from Debian 13's source into /usr/local (scripts/libfuse.sh: FUSE
+#   passthrough; WAN_LIBFUSE=system uses Debian 12's libfuse3-dev 3.14 instead)
 #   pip: the Python packages the tests and the demo use
 # Usage: scripts/setup.sh [--tests] [--deps-only]
 #   --tests      also the test-only Python packages (the test servers install themselves)
@@ -19,7 +21,7 @@ done
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-apt_packages=(libfuse3-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libxml2-dev fuse3 pkg-config python3-pip)
+apt_packages=(libcurl4-openssl-dev libssl-dev libsqlite3-dev libxml2-dev fuse3 pkg-config python3-pip)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +31,7 @@ if ((${#missing[@]})); then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+bash scripts/libfuse.sh
 # The C libraries the Swift targets link (CFuse, CCurl, COpenSSL) must now be visible.
 for module in fuse3 libcurl libcrypto sqlite3; do
     pkg-config --exists "$module" || { echo "setup: pkg-config cannot find $module after apt-get install" >&2; exit 1; }

@@ -16,6 +16,12 @@ static inline struct fuse_args wan_fuse_args(int argc, char **argv) {
     return args;
 }
 
+/// fuse_session_new is a macro from libfuse 3.17 on (it passes the version compiled against).
+static inline struct fuse_session *wan_fuse_session_new(struct fuse_args *args, const struct fuse_lowlevel_ops *op,
+                                                        size_t op_size, void *userdata) {
+    return fuse_session_new(args, op, op_size, userdata);
+}
+
 /// fuse_session_loop_mt is a macro for the versioned symbol in this libfuse build.
 static inline int wan_fuse_session_loop_mt(struct fuse_session *se, struct fuse_loop_config *config) {
     return fuse_session_loop_mt(se, config);
@@ -29,6 +35,60 @@ static inline int wan_fuse_reply_fd(fuse_req_t req, int fd, off_t pos, size_t si
     buf.buf[0].fd = fd;
     buf.buf[0].pos = pos;
     return fuse_reply_data(req, &buf, splice_move ? FUSE_BUF_SPLICE_MOVE : FUSE_BUF_NO_SPLICE);
+}
+
+// FUSE passthrough (libfuse >= 3.17, kernel >= 6.9): the kernel serves reads and mmap of an
+// open file straight from a backing file of ours. With an older libfuse these report "not
+// available" and the mount serves every read itself.
+#if FUSE_VERSION >= FUSE_MAKE_VERSION(3, 17)
+#define WAN_FUSE_PASSTHROUGH 1
+#else
+#define WAN_FUSE_PASSTHROUGH 0
+#endif
+
+/// Whether this build of libfuse can do passthrough at all.
+static inline int wan_fuse_passthrough_built(void) { return WAN_FUSE_PASSTHROUGH; }
+
+/// In init: asks for passthrough when the kernel offers it; returns whether it was asked for.
+/// Backing files may sit on a stacked filesystem (overlayfs, as in containers): depth 1.
+static inline int wan_fuse_want_passthrough(struct fuse_conn_info *conn) {
+#if WAN_FUSE_PASSTHROUGH
+    if (!(conn->capable & FUSE_CAP_PASSTHROUGH)) return 0;
+    conn->want |= FUSE_CAP_PASSTHROUGH;
+    conn->max_backing_stack_depth = 1;
+    return 1;
+#else
+    (void)conn;
+    return 0;
+#endif
+}
+
+/// Registers `fd` as a backing file; a positive backing id, or <= 0 when refused (say,
+/// without CAP_SYS_ADMIN).
+static inline int wan_fuse_passthrough_open(fuse_req_t req, int fd) {
+#if WAN_FUSE_PASSTHROUGH
+    return fuse_passthrough_open(req, fd);
+#else
+    (void)req; (void)fd;
+    return 0;
+#endif
+}
+
+static inline void wan_fuse_passthrough_close(fuse_req_t req, int backing_id) {
+#if WAN_FUSE_PASSTHROUGH
+    fuse_passthrough_close(req, backing_id);
+#else
+    (void)req; (void)backing_id;
+#endif
+}
+
+/// Marks an open reply as passthrough to `backing_id` (no-op without passthrough).
+static inline void wan_fi_set_backing_id(struct fuse_file_info *fi, int backing_id) {
+#if WAN_FUSE_PASSTHROUGH
+    fi->backing_id = backing_id;
+#else
+    (void)fi; (void)backing_id;
+#endif
 }
 
 static inline void wan_fi_set_keep_cache(struct fuse_file_info *fi, unsigned v) { fi->keep_cache = v; }

@@ -48,6 +48,8 @@ public final class CacheEngine: @unchecked Sendable {
     public let settings: Settings
     public let sources: SourceFactory
     public let scheduler: FetchScheduler
+    /// Whole-file digests, at a lower CPU priority than fetching and serving.
+    public let hashWorkers = HashWorkers()
     private let fetchers = Mutex<[String: FileFetcher]>([:])
     private let discardHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
 
@@ -73,7 +75,10 @@ public final class CacheEngine: @unchecked Sendable {
         self.scheduler = FetchScheduler(workers: self.settings.connections, name: self.settings.threadName)
     }
 
-    deinit { scheduler.stop() }
+    deinit {
+        scheduler.stop()
+        hashWorkers.stop()
+    }
 
     /// Stops fetching: partial files are synced and their maps recorded, workers exit once
     /// their current request ends (at once with `cancellingTransfers`). Everything fetched
@@ -120,7 +125,7 @@ public final class CacheEngine: @unchecked Sendable {
             // fetches lazily; this is what makes the model directory and GC see it).
             let target = resolver.localDir(spec) + "/" + file.path
             let fetcher = FileFetcher(content: file, model: modelKey(spec), reader: reader, settings: settings, resolver: resolver,
-                                      locks: locks, state: state, scheduler: scheduler, cancel: transfers,
+                                      locks: locks, state: state, scheduler: scheduler, hashWorkers: hashWorkers, cancel: transfers,
                                       onCommit: { [weak self] blob in try? self?.link(blob: blob, to: target) },
                                       onDiscard: { [weak self] sha256 in self?.discardHandler.withLock { $0 }?(sha256) })
             table[file.sha256] = fetcher

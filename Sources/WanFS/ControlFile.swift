@@ -21,10 +21,13 @@ public struct MountDescription: Codable, Sendable, Equatable {
     public let pid: Int32
     public let verify: String
     public let started: Date
+    /// Whether the kernel serves complete files straight from their blobs (FUSE passthrough).
+    /// nil from a mount of a version that did not say.
+    public var passthrough: Bool? = nil
 
     enum CodingKeys: String, CodingKey {
         case modelsRoot = "models_root"
-        case manifest, mountpoint, pid, verify, started
+        case manifest, mountpoint, pid, verify, started, passthrough
     }
 }
 

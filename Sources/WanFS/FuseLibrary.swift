@@ -7,3 +7,8 @@ public enum FuseLibrary {
     /// The numeric FUSE API level, e.g. 314 for 3.14.
     public static var apiVersion: Int { Int(fuse_version()) }
 }
+
+extension FuseLibrary {
+    /// Whether this build can ask the kernel for FUSE passthrough (built against libfuse >= 3.17).
+    public static var hasPassthrough: Bool { wan_fuse_passthrough_built() != 0 }
+}

@@ -31,6 +31,9 @@ public struct MountOptions: Sendable, Equatable {
     /// replies only below 1 MiB and copies larger ones (warm reads measured 1.4 GB/s at
     /// 1 MiB, 2.1 GB/s at 992 KiB).
     public var maxRead: Int = 992 << 10
+    /// `passthrough=auto|off`: let the kernel read complete files straight from their blobs
+    /// (FUSE passthrough; needs libfuse >= 3.17 and root). `auto` uses it when available.
+    public var passthrough = true
     /// `debug`: libfuse's request log on stderr.
     public var debug = false
     /// `-f`: stay in the foreground.
@@ -49,7 +52,7 @@ public struct MountOptions: Sendable, Equatable {
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
-                        "retries=", "hydrate=", "config=", "max_read=", "debug"]
+                        "retries=", "hydrate=", "config=", "max_read=", "passthrough=", "debug"]
 
     /// Parses `mount.wanfs` arguments: `MODELS_ROOT MOUNTPOINT [-o opts] [-f] [-n] [-v] [-s]`
     /// (options may come before or after the two paths, and `-o` may repeat).
@@ -124,6 +127,12 @@ public struct MountOptions: Sendable, Equatable {
             default: throw invalid(key, "is '\(value ?? "")'; use hydrate=lazy or hydrate=open")
             }
         case "max_read": maxRead = Int(try size(key, try need()))
+        case "passthrough":
+            switch try need() {
+            case "auto", "on": passthrough = true
+            case "off": passthrough = false
+            default: throw invalid(key, "is '\(value ?? "")'; use passthrough=auto or passthrough=off")
+            }
         case "debug": debug = true
         default:
             if Self.ignored.contains(key) || key.hasPrefix("x-") || key == "comment" { return }

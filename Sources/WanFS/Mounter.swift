@@ -72,6 +72,7 @@ public final class Mounter: @unchecked Sendable {
             // Every read is bounded: per-request timeout, times the tries.
             fsSettings.readTimeout = config.requestTimeout * Double(config.retryAttempts + 1)
             fsSettings.mountpoint = options.mountpoint
+            fsSettings.passthrough = options.passthrough
             fs = WanFileSystem(engine: engine, settings: fsSettings)
             session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
                                       maxRead: options.maxRead, debug: options.debug, logger: logger)

@@ -32,6 +32,8 @@ public final class WanFileSystem: @unchecked Sendable {
         public let keepCache: Bool
         /// Reads bypass the page cache (generated files whose size is not known up front).
         public let directIO: Bool
+        /// Whether the kernel serves this open's reads itself, from the blob (FUSE passthrough).
+        public var mode: PassthroughOpens.Mode = .cached
     }
 
     public struct Settings: Sendable {
@@ -40,6 +42,9 @@ public final class WanFileSystem: @unchecked Sendable {
         /// Seconds a read may wait for its bytes before it fails with EIO.
         public var readTimeout: Double = 120
         public var mountpoint = ""
+        /// Let the kernel serve complete files straight from their blobs when it can (FUSE
+        /// passthrough, libfuse >= 3.17); `passthrough=off` sends every read through us.
+        public var passthrough = true
         public init() {}
     }
 
@@ -61,6 +66,10 @@ public final class WanFileSystem: @unchecked Sendable {
     private let handles = Mutex<[UInt64: Handle]>([:])
     private let nextHandle = Atomic<UInt64>(1)
     private let trackers = Mutex<[UInt64: StreamTracker]>([:])
+    /// Which opens the kernel serves from the blob itself (FUSE passthrough).
+    public let passthrough = PassthroughOpens()
+    /// Set by the FUSE adapter once the kernel agreed to passthrough for this mount.
+    public let passthroughNegotiated = Atomic<Bool>(false)
     private let started = Date()
     private let uid = getuid(), gid = getgid()
 
@@ -119,7 +128,10 @@ public final class WanFileSystem: @unchecked Sendable {
 
     // MARK: - Open, read, release
 
-    public func open(_ ino: UInt64, flags: Int32) throws(FSError) -> OpenReply {
+    /// Opens a file. `register` registers a blob's descriptor with the kernel as a backing
+    /// file (FUSE passthrough) and returns its id, nil when refused; without it (or with
+    /// `passthrough=off`) every read comes to ``read(handle:offset:size:)``.
+    public func open(_ ino: UInt64, flags: Int32, register: ((Int32) -> Int32?)? = nil) throws(FSError) -> OpenReply {
         guard let node = table.node(ino) else { throw .notFound }
         if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_CREAT) != 0 { throw .readOnly }
         let id = nextHandle.add(1, ordering: .relaxed).oldValue
@@ -144,7 +156,15 @@ public final class WanFileSystem: @unchecked Sendable {
             if settings.hydrateOnOpen && snapshot.phase == .partial {
                 fetcher.prefetch(0..<file.size, priority: .background)
             }
-            return OpenReply(handle: id, keepCache: snapshot.phase == .complete, directIO: false)
+            var reply = OpenReply(handle: id, keepCache: snapshot.phase == .complete, directIO: false)
+            if let register, settings.passthrough {
+                // The blob of a complete, verified file; nil while it is being fetched.
+                let blob = snapshot.phase == .complete ? fetcher.verifiedBlob : nil
+                reply.mode = withExtendedLifetime(blob) {
+                    passthrough.open(handle: id, ino: ino, backing: blob?.descriptor.rawValue, register: register)
+                }
+            }
+            return reply
         }
     }
 
@@ -189,9 +209,18 @@ public final class WanFileSystem: @unchecked Sendable {
         }
     }
 
-    public func release(handle id: UInt64) {
-        guard let handle = handles.withLock({ $0.removeValue(forKey: id) }) else { return }
+    /// Forgets a handle. Returns the backing id the adapter must unregister from the kernel
+    /// when this was the last passthrough open of its file.
+    @discardableResult
+    public func release(handle id: UInt64) -> Int32? {
+        guard let handle = handles.withLock({ $0.removeValue(forKey: id) }) else { return nil }
         if let model = handle.model { usage.closed(model: model) }
+        return passthrough.release(handle: id)
+    }
+
+    /// Whether complete files are served by the kernel from their blobs on this mount.
+    public var servesFromBlobs: Bool {
+        settings.passthrough && passthroughNegotiated.load(ordering: .relaxed) && !passthrough.refused
     }
 
     private func tracker(_ ino: UInt64) -> StreamTracker {
@@ -252,7 +281,8 @@ public final class WanFileSystem: @unchecked Sendable {
 
     var description: MountDescription {
         MountDescription(modelsRoot: engine.resolver.modelsRoot, manifest: engine.registry.manifestPath,
-                         mountpoint: settings.mountpoint, pid: getpid(), verify: engine.settings.verifyMode.rawValue, started: started)
+                         mountpoint: settings.mountpoint, pid: getpid(), verify: engine.settings.verifyMode.rawValue, started: started,
+                         passthrough: servesFromBlobs)
     }
 
     private func generate(_ file: ControlFile) -> [UInt8] {

@@ -158,6 +158,11 @@ enum Sys {
         try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
+    /// Sets the nice value of the calling thread (Linux keeps one per thread).
+    static func setThreadNice(_ value: Int32) throws(SystemError) {
+        _ = try syscall("setpriority") { Glibc.setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, value) }
+    }
+
     static func access(_ path: String, _ mode: Int32) -> Bool {
         Glibc.access(path, mode) == 0
     }

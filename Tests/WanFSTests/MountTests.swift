@@ -50,7 +50,8 @@ import WanTestSupport
     }
 
     @Test func theSidecarExportsWhatTheMountServed() throws {
-        let (mount, model, _) = try Self.nginxModel("rdm", sizes: [("w.bin", 4 << 20)])
+        // The daemon's counters: with passthrough the kernel would serve the warm pass itself, unseen.
+        let (mount, model, _) = try Self.nginxModel("rdm", sizes: [("w.bin", 4 << 20)], options: "passthrough=off")
         let file = mount.path("rdm@1.0", "w.bin"), size = Double(4 << 20)
         #expect(try sha256sum(file) == model.file("w.bin").sha256, "cold: fetched while read")
         // Drop the file's pages from the kernel's cache, so the second pass reaches the mount.

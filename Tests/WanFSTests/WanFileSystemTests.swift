@@ -118,7 +118,9 @@ import WanTestSupport
         #expect(options.modelsRoot == "/r" && options.mountpoint == "/m")
         #expect(options.manifest == "/x.toml" && options.verify == .strict && options.allowOther && options.foreground)
         #expect(options.maxReadahead == 64 << 20 && options.timeout == 5 && options.retries == 1)
-        for bad in ["verify=maybe", "prefetch=lots", "timeout=0", "retries=99", "colour=blue", "manifest="] {
+        #expect(try MountOptions.parse(["/r", "/m", "-o", "passthrough=off"]).passthrough == false)
+        #expect(try MountOptions.parse(["/r", "/m"]).passthrough, "passthrough=auto by default")
+        for bad in ["verify=maybe", "passthrough=maybe", "prefetch=lots", "timeout=0", "retries=99", "colour=blue", "manifest="] {
             do {
                 _ = try MountOptions.parse(["/r", "/m", "-o", bad])
                 Issue.record("\(bad) was accepted")

@@ -49,7 +49,7 @@ public final class FuseSession: @unchecked Sendable {
         defer { cStrings.forEach { free($0) } }
         var args = cStrings.withUnsafeMutableBufferPointer { wan_fuse_args(Int32(arguments.count), $0.baseAddress) }
         var operations = FuseSession.operations()
-        session = fuse_session_new(&args, &operations, MemoryLayout<fuse_lowlevel_ops>.size,
+        session = wan_fuse_session_new(&args, &operations, MemoryLayout<fuse_lowlevel_ops>.size,
                                    Unmanaged.passUnretained(context).toOpaque())
         fuse_opt_free_args(&args)
         guard session != nil else {
@@ -148,6 +148,10 @@ public final class FuseSession: @unchecked Sendable {
             let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
                 | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS)
             conn.pointee.want |= wanted & conn.pointee.capable
+            // Complete files are then read by the kernel from their blobs, not through us.
+            if context.fs.settings.passthrough && wan_fuse_want_passthrough(conn) != 0 {
+                context.fs.passthroughNegotiated.store(true, ordering: .relaxed)
+            }
         }
         ops.lookup = { req, parent, name in
             guard let name else { fuse_reply_err(req, EINVAL); return }
@@ -187,11 +191,23 @@ public final class FuseSession: @unchecked Sendable {
             guard let fi else { fuse_reply_err(req, EINVAL); return }
             let context = FuseSession.context(req)
             do throws(FSError) {
-                let reply = try context.fs.open(UInt64(ino), flags: fi.pointee.flags)
+                let register: ((Int32) -> Int32?)? = context.fs.passthroughNegotiated.load(ordering: .relaxed) ? { fd in
+                    let id = wan_fuse_passthrough_open(req, fd)
+                    if id <= 0 { context.logger.warning("the kernel refused a passthrough backing file (the daemon needs CAP_SYS_ADMIN): complete files are served through the daemon") }
+                    return id > 0 ? id : nil
+                } : nil
+                let reply = try context.fs.open(UInt64(ino), flags: fi.pointee.flags, register: register)
                 fi.pointee.fh = reply.handle
-                wan_fi_set_keep_cache(fi, reply.keepCache ? 1 : 0)
-                wan_fi_set_direct_io(fi, reply.directIO ? 1 : 0)
-                if fuse_reply_open(req, fi) != 0 { context.fs.release(handle: reply.handle) }
+                switch reply.mode {
+                case .passthrough(let backingID):
+                    wan_fi_set_backing_id(fi, backingID)   // the kernel allows no other open flag with it
+                case .cached:
+                    wan_fi_set_keep_cache(fi, reply.keepCache ? 1 : 0)
+                    wan_fi_set_direct_io(fi, reply.directIO ? 1 : 0)
+                }
+                if fuse_reply_open(req, fi) != 0, let backingID = context.fs.release(handle: reply.handle) {
+                    wan_fuse_passthrough_close(req, backingID)
+                }
             } catch {
                 if error.errno == EIO { context.logger.error("open inode \(ino): \(error)") }
                 fuse_reply_err(req, error.errno)
@@ -218,7 +234,9 @@ public final class FuseSession: @unchecked Sendable {
             }
         }
         ops.release = { req, _, fi in
-            if let fi { FuseSession.context(req).fs.release(handle: fi.pointee.fh) }
+            if let fi, let backingID = FuseSession.context(req).fs.release(handle: fi.pointee.fh) {
+                wan_fuse_passthrough_close(req, backingID)
+            }
             fuse_reply_err(req, 0)
         }
         ops.flush = { req, _, _ in fuse_reply_err(req, 0) }

@@ -45,7 +45,7 @@ struct Diagnose: WanCommand {
         output.secrets = config.credentials.secretValues
         add("config file", .ok, config.configFile ?? "none (defaults, environment and flags)")
         add("credentials", .ok, "\(config.credentials)")
-        add("libraries", .ok, "libcurl \(CurlLibrary.info.version), \(SHA256Hasher.libraryVersion), libfuse \(FuseLibrary.version)")
+        add("libraries", .ok, "libcurl \(CurlLibrary.info.version), \(SHA256Hasher.libraryVersion), libfuse \(FuseLibrary.version)\(FuseLibrary.hasPassthrough ? " (passthrough)" : " (no passthrough: libfuse < 3.17)")")
 
         var registry: ModelRegistry?
         do {

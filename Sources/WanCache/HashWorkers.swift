@@ -1,0 +1,66 @@
+import Foundation
+import WanSystem
+
+/// The threads that compute whole-file sha256 digests, at a lower CPU priority than the
+/// fetch workers and the readers.
+///
+/// Readers never wait for the whole-file digest in `verify=lazy` (with chunk digests each
+/// chunk is verified before it is served; without, bytes are served as they land), so on a
+/// busy machine the digest should use the CPU that receiving and serving leave over: on 2
+/// cores a cold read through the mount measured 17% of its CPU in libcrypto. The work is the
+/// same; it no longer delays the reader. Waiters that do need it (`ensure`, `verify=strict`)
+/// get it as soon as the CPU is free.
+public final class HashWorkers: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var queue: [@Sendable () -> Void] = []
+    private var stopping = false
+    /// The nice value of the workers.
+    public static let nice: Int32 = 10
+
+    /// - Parameter threads: default half the cores (at least one): one digest is one thread's
+    ///   work, so several files verify in parallel on larger machines.
+    public init(threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount / 2), name: String = "wan-hash") {
+        for index in 0..<max(1, threads) {
+            let thread = Thread {
+                Thread.current.name = "\(name)-\(index)"
+                try? ThreadPriority.lowerCurrent(to: Self.nice)   // best effort: the work is the same either way
+                self.work()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Queues `job`; dropped once stopped (a digest that never ran is started again by the
+    /// next process that fetches the file).
+    public func submit(_ job: @escaping @Sendable () -> Void) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return }
+        queue.append(job)
+        condition.signal()
+    }
+
+    /// The workers exit once their current job ends; queued jobs are dropped.
+    public func stop() {
+        condition.lock()
+        stopping = true
+        queue = []
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if stopping {
+                condition.unlock()
+                return
+            }
+            let job = queue.removeFirst()
+            condition.unlock()
+            job()
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Synchronization
+
+/// Decides, for each open of a file, whether the kernel serves its reads itself from the
+/// blob (FUSE passthrough) or sends them to us (cached mode), following the kernel's rules
+/// for one inode (fs/fuse/iomode.c):
+///
+/// - a passthrough open fails (ETXTBSY) while the inode has opens in cached mode, so a file
+///   first opened while it was still being fetched stays cached until those opens close;
+/// - while the inode has a backing file, every new open must pass through to that same
+///   backing file, so the first passthrough open registers one backing id and every later
+///   open shares it; the id is unregistered when the last of them closes.
+///
+/// Pure bookkeeping: registering and unregistering with the kernel are closures the FUSE
+/// adapter supplies, so the rules are testable without a mount.
+public final class PassthroughOpens: Sendable {
+    /// How one open is served.
+    public enum Mode: Sendable, Equatable {
+        case cached
+        case passthrough(backingID: Int32)
+    }
+
+    private struct Inode {
+        var cachedOpens = 0
+        var passthroughOpens = 0
+        var backingID: Int32 = 0
+    }
+
+    private struct State {
+        var inodes: [UInt64: Inode] = [:]
+        var handles: [UInt64: (ino: UInt64, passthrough: Bool)] = [:]
+        /// Set when the kernel refused a backing file: from then on every open is cached.
+        var refused = false
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Whether the kernel refused a backing file (say, the daemon lacks CAP_SYS_ADMIN); the
+    /// mount then serves every read itself.
+    public var refused: Bool { state.withLock { $0.refused } }
+
+    /// The mode of a new open `handle` of inode `ino`.
+    ///
+    /// - Parameters:
+    ///   - backing: the complete, verified file to pass through to; nil while the file is
+    ///     still being fetched (then the open is cached, unless the inode already passes
+    ///     through, which only happens for complete files).
+    ///   - register: registers a descriptor with the kernel; returns its backing id, or nil
+    ///     when the kernel refuses. Called with the table locked, at most once per inode
+    ///     until its passthrough opens have all closed.
+    public func open(handle: UInt64, ino: UInt64, backing: Int32?, register: (Int32) -> Int32?) -> Mode {
+        state.withLock { state in
+            var inode = state.inodes[ino] ?? Inode()
+            defer { state.inodes[ino] = inode }
+            if inode.passthroughOpens > 0 {
+                inode.passthroughOpens += 1
+                state.handles[handle] = (ino, true)
+                return .passthrough(backingID: inode.backingID)
+            }
+            if let backing, inode.cachedOpens == 0, !state.refused {
+                if let id = register(backing), id > 0 {
+                    inode.passthroughOpens = 1
+                    inode.backingID = id
+                    state.handles[handle] = (ino, true)
+                    return .passthrough(backingID: id)
+                }
+                state.refused = true
+            }
+            inode.cachedOpens += 1
+            state.handles[handle] = (ino, false)
+            return .cached
+        }
+    }
+
+    /// `handle` was released (or its open reply never reached the kernel). Returns the
+    /// backing id to unregister when it was the inode's last passthrough open.
+    public func release(handle: UInt64) -> Int32? {
+        state.withLock { state in
+            guard let (ino, passthrough) = state.handles.removeValue(forKey: handle), var inode = state.inodes[ino] else { return nil }
+            var unregister: Int32?
+            if passthrough {
+                inode.passthroughOpens -= 1
+                if inode.passthroughOpens == 0 {
+                    unregister = inode.backingID
+                    inode.backingID = 0
+                }
+            } else {
+                inode.cachedOpens -= 1
+            }
+            state.inodes[ino] = inode.cachedOpens == 0 && inode.passthroughOpens == 0 ? nil : inode
+            return unregister
+        }
+    }
+}
