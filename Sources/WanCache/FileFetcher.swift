@@ -99,6 +99,14 @@ public final class FileFetcher: @unchecked Sendable {
     /// of a cold read's CPU. (`wan models verify` and the sidecar's health passes still
     /// re-hash whole files.)
     private var verifiedInPassing: Bool
+    /// Chunks that a range map written by another or an earlier process claims, not yet
+    /// checked against their digests by this one. Each is hashed from the file before it is
+    /// first served; a bad one (a power loss left the map ahead of the data) is dropped and
+    /// fetched again.
+    private var recordedChunks = Set<Int>()
+    /// Recorded chunks found bad here: not taken from a map again until this process has
+    /// fetched them itself (a follower would otherwise re-read the owner's stale claim).
+    private var rejectedChunks = Set<Int>()
     private var fetchedBytes: Int64 = 0
     private var fetchStarted: Date?
     // Touched only by the thread that holds `hashing`:
@@ -169,9 +177,46 @@ public final class FileFetcher: @unchecked Sendable {
         let wanted = range.clamped(to: 0..<content.size)
         guard !wanted.isEmpty else { return }
         let strict = settings.verifyMode == .strict && content.chunks == nil
-        try wait(timeout: timeout, cancel: cancel, scheduleRange: strict ? 0..<content.size : wanted, priority: priority) {
-            strict ? false : self.present.contains(wanted)
+        repeat {
+            try wait(timeout: timeout, cancel: cancel, scheduleRange: strict ? 0..<content.size : wanted, priority: priority) {
+                strict ? false : self.present.contains(wanted)
+            }
+        } while try !checkRecordedChunks(in: wanted)
+    }
+
+    /// Hashes the chunks of `range` that a range map claimed but this process has not
+    /// checked; drops those that do not match their digest. Whether all of them matched.
+    private func checkRecordedChunks(in range: Range<Int64>) throws -> Bool {
+        guard let digests = content.chunks else { return true }
+        condition.lock()
+        let unchecked = blocks(in: range).filter { recordedChunks.contains($0) }
+        let file = data
+        condition.unlock()
+        guard !unchecked.isEmpty else { return true }
+        var allGood = true
+        for block in unchecked {
+            let digest: String
+            do {
+                guard let file else { throw SourceError(.localIO, source: content.path, message: "the partial file is not open") }
+                digest = try Self.hash(file.descriptor, blockRange(block))
+            } catch {
+                condition.lock()
+                let complete = phase == .complete   // committed meanwhile: the blob is verified
+                condition.unlock()
+                if complete { return true }
+                throw error
+            }
+            condition.lock()
+            recordedChunks.remove(block)
+            if digest != digests[block], phase != .complete {
+                rejectedChunks.insert(block)
+                present.remove(blockRange(block))
+                if phase == .verifying { phase = .partial }
+                allGood = false
+            }
+            condition.unlock()
         }
+        return allGood
     }
 
     /// Queues fetches of `range` without waiting (readahead, `hydrate=open`).
@@ -432,6 +477,7 @@ public final class FileFetcher: @unchecked Sendable {
         defer { condition.unlock() }
         guard generation == expected, !present.contains(range) else { return }
         present.insert(range)
+        if content.chunks != nil { rejectedChunks.remove(Int(range.lowerBound / blockSize)) }
         fetchedBytes += Int64(range.count)
         servedBy.insert(source)
         lastSource = source
@@ -649,6 +695,8 @@ public final class FileFetcher: @unchecked Sendable {
         hasher = SHA256Hasher()
         hashedUpTo = 0
         verifiedInPassing = content.chunks != nil
+        recordedChunks = []
+        rejectedChunks = []
         data = nil
         log = nil
         if remaining.isEmpty {
@@ -713,8 +761,7 @@ public final class FileFetcher: @unchecked Sendable {
         do {
             if try fd.info().size != content.size { try fd.truncate(to: content.size) }
             let (log, recorded) = try RangeMapLog.open(path: mapPath, size: content.size, sha256: content.sha256)
-            for range in recorded.ranges { present.insert(range) }
-            if !recorded.ranges.isEmpty { verifiedInPassing = false }
+            learn(recorded)
             data = SharedDescriptor(fd)
             self.log = log
         } catch {
@@ -735,6 +782,22 @@ public final class FileFetcher: @unchecked Sendable {
         self.ownership = nil
     }
 
+    /// Takes in ranges a map claims: present from now on, and, with chunk digests, to be
+    /// checked before they are served.
+    private func learn(_ recorded: RangeSet) {
+        guard !recorded.isEmpty else { return }
+        verifiedInPassing = false
+        if content.chunks != nil {
+            for range in recorded.ranges {
+                for block in blocks(in: range) where !present.contains(blockRange(block)) && recorded.contains(blockRange(block)) {
+                    recordedChunks.insert(block)
+                }
+            }
+        }
+        for range in recorded.ranges { present.insert(range) }
+        for block in rejectedChunks { present.remove(blockRange(block)) }
+    }
+
     /// Picks up what is on disk: a finished blob, or ranges another process recorded.
     private func refreshFromDisk() {
         if phase != .complete, FileManager.default.fileExists(atPath: blobPath) {
@@ -745,8 +808,7 @@ public final class FileFetcher: @unchecked Sendable {
         }
         guard phase == .partial, let recorded = RangeMapLog.reload(path: mapPath, size: content.size, sha256: content.sha256) else { return }
         let before = present.count
-        for range in recorded.ranges { present.insert(range) }
-        if !recorded.ranges.isEmpty { verifiedInPassing = false }
+        learn(recorded)
         if present.count != before {
             if data == nil { data = (try? FileDescriptor.open(partialPath, .readOnly)).map(SharedDescriptor.init) }
             condition.broadcast()

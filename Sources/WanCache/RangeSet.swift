@@ -30,6 +30,21 @@ public struct RangeSet: Sendable, Equatable, CustomStringConvertible {
         ranges.replaceSubrange(first..<last, with: [lower..<upper])
     }
 
+    /// Takes `range` out, splitting a range it falls inside.
+    public mutating func remove(_ range: Range<Int64>) {
+        guard !range.isEmpty else { return }
+        var kept: [Range<Int64>] = []
+        for existing in ranges {
+            if existing.upperBound <= range.lowerBound || existing.lowerBound >= range.upperBound {
+                kept.append(existing)
+                continue
+            }
+            if existing.lowerBound < range.lowerBound { kept.append(existing.lowerBound..<range.lowerBound) }
+            if existing.upperBound > range.upperBound { kept.append(range.upperBound..<existing.upperBound) }
+        }
+        ranges = kept
+    }
+
     /// Whether every byte of `range` is in the set.
     public func contains(_ range: Range<Int64>) -> Bool {
         guard !range.isEmpty else { return true }

@@ -216,14 +216,13 @@ import WanTestSupport
     /// Chunks recorded by an earlier process are not trusted as chunks verified in passing
     /// are: a power loss can leave the map ahead of the data. Such a file is hashed whole
     /// before it is committed, so bad bytes behind a map entry are caught and fetched again.
-    @Test func chunksRecordedByAnEarlierProcessAreCheckedByTheWholeFileDigest() throws {
+    /// What a power loss can leave: a map saying chunks 0 and 1 are here, chunk 1's bytes never written.
+    func staleMap() throws -> (CacheFixture, ModelSpec, ModelFixture.File) {
         let model = ModelFixture(modelID: "m@1.0.0", sizes: [("w.bin", 4 << 20)], chunkSize: 1 << 20, seed: 5)
         let dir = try Scratch("wan-stale-map")
         try model.write(to: dir.path + "/src")
         let cache = try CacheFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://src"])]), dir: dir)
-        let spec = try cache.spec("m@1.0.0")
         let file = model.file("w.bin")
-        // What a power loss can leave: a map saying chunks 0 and 1 are here, chunk 1's bytes never written.
         let tmp = cache.engine.resolver.tmpDir
         try FileSystem.createDirectories(tmp)
         var stale = file.data
@@ -231,11 +230,33 @@ import WanTestSupport
         try stale.write(to: URL(fileURLWithPath: tmp + "/\(file.sha256).part"))
         let (log, _) = try RangeMapLog.open(path: tmp + "/\(file.sha256).map", size: Int64(file.data.count), sha256: file.sha256)
         try log.append([0..<(2 << 20)])
+        return (cache, try cache.spec("m@1.0.0"), file)
+    }
 
+    @Test func chunksRecordedByAnEarlierProcessAreCheckedByTheWholeFileDigest() throws {
+        let (cache, spec, file) = try staleMap()
+        let tmp = cache.engine.resolver.tmpDir
         try cache.engine.ensure(spec)
         #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data, "the zeroed chunk was caught and fetched again")
         let quarantined = try FileManager.default.contentsOfDirectory(atPath: tmp + "/quarantine")
         #expect(quarantined.contains { $0.hasPrefix(file.sha256) }, "the bad partial is kept aside: \(quarantined)")
+    }
+
+    /// A read never gets a recorded chunk that does not match its digest: it is hashed
+    /// before it is first served, and a bad one is fetched again.
+    @Test func aRecordedChunkIsCheckedBeforeItIsServed() throws {
+        let (cache, spec, file) = try staleMap()
+        let fetcher = try cache.engine.fetcher(for: try #require(spec.files.first { $0.path == "w.bin" }), of: spec)
+        var buffer = [UInt8](repeating: 0, count: 2 << 20)
+        let n = try buffer.withUnsafeMutableBytes { try fetcher.read(into: $0, at: 0, timeout: 30) }
+        #expect(n == 2 << 20)
+        let served = Data(buffer) == file.data[0..<(2 << 20)]   // a Bool: a failed expectation on 2 MiB of Data would diff them for minutes
+        #expect(served, "chunk 0 (good on disk) kept, chunk 1 (zeros on disk) fetched again")
+        try cache.engine.ensure(spec)
+        #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data)
+        let quarantine = cache.engine.resolver.tmpDir + "/quarantine"
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: quarantine)) ?? []).isEmpty,
+                "the bad chunk was replaced before the whole-file digest, which then matched")
     }
 
     @Test func insufficientSpaceFailsFastAndKeepsWhatIsThere() throws {

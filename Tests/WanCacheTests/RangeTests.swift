@@ -41,6 +41,25 @@ import WanTestSupport
         for i in 0..<2000 { #expect(set.contains(Int64(i)..<Int64(i + 1)) == bits[i]) }
         for pair in zip(set.ranges, set.ranges.dropFirst()) { #expect(pair.0.upperBound < pair.1.lowerBound) }
     }
+
+    @Test func randomInsertionsAndRemovalsMatchABitmap() {
+        var generator = SplitMix64(seed: 11)
+        var set = RangeSet()
+        var bits = [Bool](repeating: false, count: 2000)
+        for step in 0..<600 {
+            let a = Int(generator.next() % 2000), b = Int(generator.next() % 80)
+            let range = a..<min(2000, a + b)
+            let removing = step % 3 == 2
+            if removing { set.remove(Int64(range.lowerBound)..<Int64(range.upperBound)) } else { set.insert(Int64(range.lowerBound)..<Int64(range.upperBound)) }
+            for i in range { bits[i] = !removing }
+        }
+        #expect(set.count == Int64(bits.filter { $0 }.count))
+        for i in 0..<2000 { #expect(set.contains(Int64(i)..<Int64(i + 1)) == bits[i]) }
+        for pair in zip(set.ranges, set.ranges.dropFirst()) { #expect(pair.0.upperBound < pair.1.lowerBound) }
+        var split = RangeSet([0..<100])
+        split.remove(40..<60)
+        #expect(split.ranges == [0..<40, 60..<100], "a removal inside a range splits it")
+    }
 }
 
 @Suite struct RangeMapLogTests {
