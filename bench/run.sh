@@ -15,13 +15,16 @@
 #         reads vs cat of the blob; the daemon's peak RSS.
 # peers   one 1 GiB object on SeaweedFS S3, read cold and warm through wanfs (s3:// source),
 #         s3fs and rclone mount --vfs-cache-mode full (Debian packages, installed if missing).
+# shaped  the mount's cold rows again with nginx's responses limited to WAN_BENCH_LINK (default
+#         2500mbit) by a tc htb class on lo that matches nginx's port only: a network that is
+#         slower than the CPU, as every real one is here (loopback on 2 cores is a memcpy).
 #
 # Prints a markdown table (copy it into docs/benchmarks.md). Runs on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${WAN_BENCH_RUNS:-3}
 what=("$@")
-[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount peers)
+[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount peers shaped)
 
 bash scripts/setup.sh >/dev/null
 echo "== release build" >&2
@@ -102,8 +105,10 @@ bench_ensure() {
     rows+=("| ensure, 3 × 1 GiB from nginx, verified (sha256) and committed | $(mbps $bytes "$w") MB/s | curl -o FILE, one by one: $(mbps $bytes "$c") MB/s | **$(ratio "$c" "$w")×** | ≥ 0.9× |")
 }
 
-bench_mount() {
-    local model="$data/mountmodel" dir="$work/mount" id=bench-st@1.0
+# The 2 GiB two-shard safetensors model of the mount rows (made once) and its helpers; sets
+# model, dir, id, shards, rels, bytes. mountit [keep] mounts it cold (or over the kept cache).
+model_setup() {
+    model="$data/mountmodel" dir="$work/mount" id=bench-st@1.0
     if [[ ! -f "$model/models.toml" ]]; then
         echo "== generating a 2 GiB safetensors model" >&2
         rm -rf "$model"
@@ -111,19 +116,23 @@ bench_mount() {
             --model-id "$id" --source "$WAN_TEST_HTTP/bench/mountmodel/files" >&2
         mv "$model/models.toml.tmp" "$model/models.toml"
     fi
-    local shards=("$model"/files/transformer/*.safetensors) bytes
+    shards=("$model"/files/transformer/*.safetensors)
     bytes=$(du -cb "$model/files" | tail -1 | cut -f1)
     cat "${shards[@]}" >/dev/null   # the origin serves from page cache in every run
     mkdir -p "$dir/mnt"
-    mountit() {
-        umount "$dir/mnt" 2>/dev/null || true
-        [[ "${1:-}" == keep ]] || rm -rf "$dir/root"
-        "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$model/models.toml"
-    }
-    served() { awk -v p="/bench/mountmodel/" 'index($1, p) { s += $3 } END { printf "%.0f\n", s }' "$WAN_TEST_HTTP_LOG"; }
-    local rels=() r
+    rels=()
+    local r
     for r in "${shards[@]}"; do rels+=("${r#"$model/files/"}"); done
-    local load_py='
+}
+mountit() {
+    umount "$dir/mnt" 2>/dev/null || true
+    # The daemon exits after umount returns, once the files it completed are committed.
+    while pgrep -f "mount.wanfs $dir/root " >/dev/null; do sleep 0.1; done
+    [[ "${1:-}" == keep ]] || rm -rf "$dir/root"
+    "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$model/models.toml"
+}
+served() { awk -v p="/bench/mountmodel/" 'index($1, p) { s += $3 } END { printf "%.0f\n", s }' "$WAN_TEST_HTTP_LOG"; }
+load_py='
 import sys
 from safetensors import safe_open
 n = 0
@@ -132,30 +141,50 @@ for path in sys.argv[1:]:
         for k in f.keys():
             n += f.get_tensor(k).nbytes
 print(n)'
+# cold_pair: one run of the cold sequential read and of the full load, mount vs curl; appends
+# seconds to curl_seq, mnt_seq, base_load, mnt_load, the daemon's peak RSS (KiB) to rss and the
+# bytes nginx served for the load to fetched.
+cold_pair() {
+    local t0 r before
+    t0=$(now)
+    for r in "${rels[@]}"; do curl -s -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; done
+    curl_seq+=("$(since "$t0")")
+    mountit; t0=$(now)
+    for r in "${rels[@]}"; do cat "$dir/mnt/$id/$r" >/dev/null; done
+    mnt_seq+=("$(since "$t0")")
+    rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$(pgrep -n -f "mount.wanfs $dir/root")/status")")
+    rm -rf "$dir/local"; mkdir -p "$dir/local"; t0=$(now)
+    local locals=()
+    for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; locals+=("$dir/local/${r##*/}"); done
+    python3 -c "$load_py" "${locals[@]}" >/dev/null
+    base_load+=("$(since "$t0")")
+    rm -rf "$dir/local"
+    mountit; before=$(served); t0=$(now)
+    python3 -c "$load_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
+    mnt_load+=("$(since "$t0")")
+    sleep 1; fetched+=("$(( $(served) - before ))")
+}
+# cold_rows LABEL TARGET-SEQ TARGET-LOAD: the rows of the cold_pair medians.
+cold_rows() {
+    local a b
+    a=$(median "${curl_seq[@]}"); b=$(median "${mnt_seq[@]}")
+    rows+=("| mount$1, cold sequential read of 2 GiB (cat) | $(mbps $bytes "$b") MB/s | curl -o /dev/null: $(mbps $bytes "$a") MB/s | **$(ratio "$a" "$b")×** | $2 |")
+    a=$(median "${base_load[@]}"); b=$(median "${mnt_load[@]}")
+    rows+=("| mount$1, full safetensors load (safe_open + get_tensor of all), cold | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** (time) | $3 |")
+    b=$(median "${fetched[@]}")
+    rows+=("| mount$1, bytes the origin served for that load | $b | model size: $bytes | **$(ratio "$b" "$bytes")×** | ≤ 1.02× |")
+}
+
+bench_mount() {
+    local model dir id bytes shards rels
+    model_setup
     local curl_seq=() mnt_seq=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
     for _ in $(seq "$runs"); do
-        # Cold sequential read.
-        local t0; t0=$(now)
-        for r in "${rels[@]}"; do curl -s -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; done
-        curl_seq+=("$(since "$t0")")
-        mountit; t0=$(now)
-        for r in "${rels[@]}"; do cat "$dir/mnt/$id/$r" >/dev/null; done
-        mnt_seq+=("$(since "$t0")")
-        rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$(pgrep -n -f "mount.wanfs $dir/root")/status")")
+        # Cold sequential read and full safetensors load: cold mount vs curl (to disk, then load from disk).
+        cold_pair
         # Time to first byte of a cold file.
-        t0=$(now); curl -s -r 0-0 -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/${rels[1]}"; curl_ttfb+=("$(since "$t0")")
+        local t0; t0=$(now); curl -s -r 0-0 -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/${rels[1]}"; curl_ttfb+=("$(since "$t0")")
         mountit; t0=$(now); head -c 1 "$dir/mnt/$id/${rels[1]}" >/dev/null; mnt_ttfb+=("$(since "$t0")")
-        # Full safetensors load: cold mount vs curl to disk, then load from disk.
-        rm -rf "$dir/local"; mkdir -p "$dir/local"; t0=$(now)
-        local locals=()
-        for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; locals+=("$dir/local/${r##*/}"); done
-        python3 -c "$load_py" "${locals[@]}" >/dev/null
-        base_load+=("$(since "$t0")")
-        rm -rf "$dir/local"
-        mountit; local before; before=$(served); t0=$(now)
-        python3 -c "$load_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
-        mnt_load+=("$(since "$t0")")
-        sleep 1; fetched+=("$(( $(served) - before ))")
         # Warm: complete files, page cache dropped, vs cat of the blobs; then re-read from page cache.
         mountit keep
         local blobs=() target="${rels[0]}"
@@ -167,21 +196,40 @@ print(n)'
     done
     umount "$dir/mnt" 2>/dev/null || true
     local one; one=$(stat -c %s "${shards[0]}")
+    cold_rows "" "≥ 0.8×" "≤ 1.0×, never > 1.25×"
     local a b
-    a=$(median "${curl_seq[@]}"); b=$(median "${mnt_seq[@]}")
-    rows+=("| mount, cold sequential read of 2 GiB (cat) | $(mbps $bytes "$b") MB/s | curl -o /dev/null: $(mbps $bytes "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.8× |")
     a=$(median "${curl_ttfb[@]}"); b=$(median "${mnt_ttfb[@]}")
     rows+=("| mount, first byte of a cold file | $(awk -v s="$b" 'BEGIN {printf "%.1f ms", s * 1000}') | curl -r 0-0: $(awk -v s="$a" 'BEGIN {printf "%.1f ms", s * 1000}') | **$(ratio "$b" "$a")×** (time) | ≤ 2× |")
-    a=$(median "${base_load[@]}"); b=$(median "${mnt_load[@]}")
-    rows+=("| mount, full safetensors load (safe_open + get_tensor of all), cold | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** (time) | ≤ 1.0×, never > 1.25× |")
-    b=$(median "${fetched[@]}")
-    rows+=("| mount, bytes the origin served for that load | $b | model size: $bytes | **$(ratio "$b" "$bytes")×** | ≤ 1.02× |")
     a=$(median "${cat_cold[@]}"); b=$(median "${warm[@]}")
     rows+=("| mount, warm read of a complete 1 GiB file, page cache dropped | $(mbps "$one" "$b") MB/s | cat of the blob: $(mbps "$one" "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.7× |")
     a=$(median "${cat_warm[@]}"); b=$(median "${rewarm[@]}")
     rows+=("| mount, re-read of that file (page cache warm) | $(mbps "$one" "$b") MB/s | cat of the blob: $(mbps "$one" "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.9× |")
     b=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
     rows+=("| mount.wanfs peak RSS streaming the 2 GiB model | $((b / 1024)) MiB | | | < 256 MiB |")
+}
+
+# The cold rows through a link slower than the CPU: a tc htb class on lo for packets from
+# nginx's port (nothing else on loopback is touched), removed on exit.
+bench_shaped() {
+    local link=${WAN_BENCH_LINK:-2500mbit} port=${WAN_TEST_HTTP##*:}
+    command -v tc >/dev/null || { echo "== apt-get install iproute2" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
+    if tc qdisc show dev lo | grep -qv "noqueue"; then
+        echo "bench: lo already has a qdisc; not shaping it (skipping 'shaped')" >&2
+        return
+    fi
+    tc qdisc add dev lo root handle 1: htb default 10 r2q 1000 2>/dev/null
+    trap 'tc qdisc del dev lo root 2>/dev/null || true' EXIT
+    tc class add dev lo parent 1: classid 1:10 htb rate 100gbit 2>/dev/null
+    tc class add dev lo parent 1: classid 1:20 htb rate "$link" ceil "$link" burst 4m cburst 4m 2>/dev/null
+    tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$port" 0xffff flowid 1:20
+    local model dir id bytes shards rels
+    model_setup
+    local curl_seq=() mnt_seq=() base_load=() mnt_load=() fetched=() rss=()
+    for _ in $(seq "$runs"); do cold_pair; done
+    umount "$dir/mnt" 2>/dev/null || true
+    tc qdisc del dev lo root
+    trap - EXIT
+    cold_rows " over a $link link" "≥ 0.8×" "≤ 1.0×"
 }
 
 bench_peers() {

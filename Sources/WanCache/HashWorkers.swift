@@ -14,6 +14,7 @@ public final class HashWorkers: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [@Sendable () -> Void] = []
     private var stopping = false
+    private var running = 0
     /// The nice value of the workers.
     public static let nice: Int32 = 10
 
@@ -38,7 +39,20 @@ public final class HashWorkers: @unchecked Sendable {
         defer { condition.unlock() }
         guard !stopping else { return }
         queue.append(job)
-        condition.signal()
+        condition.broadcast()
+    }
+
+    /// Waits until no digest is queued or running, for at most `timeout` seconds; whether
+    /// they all ended. (A mount that stops lets the files it completed reach `.blobs/`.)
+    @discardableResult
+    public func waitUntilIdle(timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while !queue.isEmpty || running > 0 {
+            if !condition.wait(until: deadline) { return queue.isEmpty && running == 0 }
+        }
+        return true
     }
 
     /// The workers exit once their current job ends; queued jobs are dropped.
@@ -59,8 +73,13 @@ public final class HashWorkers: @unchecked Sendable {
                 return
             }
             let job = queue.removeFirst()
+            running += 1
             condition.unlock()
             job()
+            condition.lock()
+            running -= 1
+            condition.broadcast()
+            condition.unlock()
         }
     }
 }

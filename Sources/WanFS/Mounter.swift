@@ -103,6 +103,11 @@ public final class Mounter: @unchecked Sendable {
         gc?.cancel()
         fs.shutdown()
         engine.shutdown()
+        // Files whose last bytes arrived are being verified: let them reach `.blobs/` (a
+        // digest cut short is started again by the next mount, from the start of the file).
+        if !engine.hashWorkers.waitUntilIdle(timeout: 60) {
+            logger.warning("unmounting with whole-file digests still running; the next mount verifies those files again")
+        }
         logger.info("unmounted \(options.mountpoint)")
         return status
     }
