@@ -180,11 +180,12 @@ bench_mount() {
     model_setup
     local curl_seq=() mnt_seq=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
     for _ in $(seq "$runs"); do
-        # Cold sequential read and full safetensors load: cold mount vs curl (to disk, then load from disk).
-        cold_pair
         # Time to first byte of a cold file.
         local t0; t0=$(now); curl -s -r 0-0 -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/${rels[1]}"; curl_ttfb+=("$(since "$t0")")
         mountit; t0=$(now); head -c 1 "$dir/mnt/$id/${rels[1]}" >/dev/null; mnt_ttfb+=("$(since "$t0")")
+        # Cold sequential read and full safetensors load: cold mount vs curl (to disk, then load
+        # from disk). The load's cache stays for the warm rows.
+        cold_pair
         # Warm: complete files, page cache dropped, vs cat of the blobs; then re-read from page cache.
         mountit keep
         local blobs=() target="${rels[0]}"
