@@ -51,6 +51,8 @@ extension MountTests {
         let available = FuseLibrary.hasPassthrough && getuid() == 0
         #expect(try mount.mountInfo()["passthrough"] as? Bool == (passthrough && available),
                 "mount.json says whether the kernel serves complete files (libfuse \(FuseLibrary.version), uid \(getuid()))")
+        let (_, status) = try mount.wan(["models", "status", "--mount", mount.mountpoint])
+        #expect((status["mount"] as? [String: Any])?["passthrough"] as? Bool == (passthrough && available), "status --mount --json says it too")
         if passthrough && !available { return }   // WAN_LIBFUSE=system or not root: nothing more to see
 
         let fd = open(file, O_RDONLY)
