@@ -149,7 +149,8 @@ public final class FuseSession: @unchecked Sendable {
                 | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS)
             conn.pointee.want |= wanted & conn.pointee.capable
             // Complete files are then read by the kernel from their blobs, not through us.
-            if context.fs.settings.passthrough && wan_fuse_want_passthrough(conn) != 0 {
+            // Registering a backing file needs CAP_SYS_ADMIN: a user's mount does not ask.
+            if context.fs.settings.passthrough && geteuid() == 0 && wan_fuse_want_passthrough(conn) != 0 {
                 context.fs.passthroughNegotiated.store(true, ordering: .relaxed)
             }
         }
