@@ -63,6 +63,19 @@ static inline int wan_fuse_want_passthrough(struct fuse_conn_info *conn) {
 #endif
 }
 
+/// Asks for mmap of direct-I/O opens (FUSE_DIRECT_IO_ALLOW_MMAP, Linux >= 6.6, libfuse >= 3.16):
+/// 1 when the kernel offers it, 0 otherwise (then a MAP_SHARED mmap of a direct-I/O open fails).
+static inline int wan_fuse_want_direct_io_mmap(struct fuse_conn_info *conn) {
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    if (!(conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)) return 0;
+    conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP | (conn->capable & FUSE_CAP_ASYNC_DIO);
+    return 1;
+#else
+    (void)conn;
+    return 0;
+#endif
+}
+
 /// Registers `fd` as a backing file; a positive backing id, or <= 0 when refused (say,
 /// without CAP_SYS_ADMIN).
 static inline int wan_fuse_passthrough_open(fuse_req_t req, int fd) {

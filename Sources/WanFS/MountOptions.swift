@@ -34,6 +34,10 @@ public struct MountOptions: Sendable, Equatable {
     /// `passthrough=auto|off`: let the kernel read complete files straight from their blobs
     /// (FUSE passthrough; needs libfuse >= 3.17 and root). `auto` uses it when available.
     public var passthrough = true
+    /// `direct_io=auto|off`: open files still being fetched for direct I/O, so a cold read
+    /// fills one page cache (the partial file's), not two; needs Linux >= 6.6 for mmap of
+    /// such opens, and `auto` uses it only then.
+    public var directIO = true
     /// `debug`: libfuse's request log on stderr.
     public var debug = false
     /// `-f`: stay in the foreground.
@@ -52,7 +56,7 @@ public struct MountOptions: Sendable, Equatable {
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
-                        "retries=", "hydrate=", "config=", "max_read=", "passthrough=", "debug"]
+                        "retries=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "debug"]
 
     /// Parses `mount.wanfs` arguments: `MODELS_ROOT MOUNTPOINT [-o opts] [-f] [-n] [-v] [-s]`
     /// (options may come before or after the two paths, and `-o` may repeat).
@@ -132,6 +136,12 @@ public struct MountOptions: Sendable, Equatable {
             case "auto", "on": passthrough = true
             case "off": passthrough = false
             default: throw invalid(key, "is '\(value ?? "")'; use passthrough=auto or passthrough=off")
+            }
+        case "direct_io":
+            switch try need() {
+            case "auto", "on": directIO = true
+            case "off": directIO = false
+            default: throw invalid(key, "is '\(value ?? "")'; use direct_io=auto or direct_io=off")
             }
         case "debug": debug = true
         default:

@@ -73,6 +73,7 @@ public final class Mounter: @unchecked Sendable {
             fsSettings.readTimeout = config.requestTimeout * Double(config.retryAttempts + 1)
             fsSettings.mountpoint = options.mountpoint
             fsSettings.passthrough = options.passthrough
+            fsSettings.directIO = options.directIO
             fs = WanFileSystem(engine: engine, settings: fsSettings)
             session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
                                       maxRead: options.maxRead, debug: options.debug, logger: logger)

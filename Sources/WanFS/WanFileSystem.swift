@@ -45,6 +45,11 @@ public final class WanFileSystem: @unchecked Sendable {
         /// Let the kernel serve complete files straight from their blobs when it can (FUSE
         /// passthrough, libfuse >= 3.17); `passthrough=off` sends every read through us.
         public var passthrough = true
+        /// Open files that are still being fetched for direct I/O (`direct_io=auto`): their
+        /// reads skip the mount's page cache and are served from the partial file's, so a cold
+        /// read fills the page cache once instead of twice (fresh pages are the dearest memory
+        /// on a VM); mmap still works. `direct_io=off` caches every open.
+        public var directIO = true
         public init() {}
     }
 
@@ -70,6 +75,8 @@ public final class WanFileSystem: @unchecked Sendable {
     public let passthrough = PassthroughOpens()
     /// Set by the FUSE adapter once the kernel agreed to passthrough for this mount.
     public let passthroughNegotiated = Atomic<Bool>(false)
+    /// Set by the FUSE adapter once the kernel agreed to mmap of direct-I/O opens.
+    public let directIONegotiated = Atomic<Bool>(false)
     private let started = Date()
     private let uid = getuid(), gid = getgid()
 
@@ -156,7 +163,8 @@ public final class WanFileSystem: @unchecked Sendable {
             if settings.hydrateOnOpen && snapshot.phase == .partial {
                 fetcher.prefetch(0..<file.size, priority: .background)
             }
-            var reply = OpenReply(handle: id, keepCache: snapshot.phase == .complete, directIO: false)
+            let complete = snapshot.phase == .complete
+            var reply = OpenReply(handle: id, keepCache: complete, directIO: !complete && opensPartialFilesDirect)
             if let register, settings.passthrough {
                 // The blob of a complete, verified file; nil while it is being fetched.
                 let blob = snapshot.phase == .complete ? fetcher.verifiedBlob : nil
@@ -216,6 +224,11 @@ public final class WanFileSystem: @unchecked Sendable {
         guard let handle = handles.withLock({ $0.removeValue(forKey: id) }) else { return nil }
         if let model = handle.model { usage.closed(model: model) }
         return passthrough.release(handle: id)
+    }
+
+    /// Whether files still being fetched are opened for direct I/O (see ``Settings/directIO``).
+    public var opensPartialFilesDirect: Bool {
+        settings.directIO && directIONegotiated.load(ordering: .relaxed)
     }
 
     /// Whether complete files are served by the kernel from their blobs on this mount.

@@ -95,6 +95,35 @@ import WanTestSupport
         }
     }
 
+    @Test func filesStillBeingFetchedAreOpenedForDirectIOOnlyOnceTheKernelAgrees() throws {
+        let s = try Self.setup()
+        let unet = try s.fs.lookup(parent: try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0").ino, name: "unet")
+        let weights = try s.fs.lookup(parent: unet.ino, name: "w.safetensors")
+        let before = try s.fs.open(weights.ino, flags: O_RDONLY)
+        #expect(!before.directIO, "without FUSE_DIRECT_IO_ALLOW_MMAP a direct-I/O open could not be mmapped")
+        s.fs.release(handle: before.handle)
+        s.fs.directIONegotiated.store(true, ordering: .relaxed)
+        let partial = try s.fs.open(weights.ino, flags: O_RDONLY)
+        #expect(partial.directIO && !partial.keepCache, "a partial file skips the mount's page cache")
+        let size = Int64(s.model.file("unet/w.safetensors").data.count)
+        var offset: Int64 = 0
+        while offset < size {
+            _ = try s.fs.read(handle: partial.handle, offset: offset, size: 1 << 20)
+            offset += 1 << 20
+        }
+        s.fs.release(handle: partial.handle)
+        var state = ""
+        for _ in 0..<200 {
+            state = try s.fs.extendedAttribute(weights.ino, name: "user.wan.state")
+            if state == "COMPLETE" { break }
+            usleep(50_000)
+        }
+        #expect(state == "COMPLETE")
+        let complete = try s.fs.open(weights.ino, flags: O_RDONLY)
+        #expect(!complete.directIO && complete.keepCache, "a complete file is cached and keeps its page cache")
+        s.fs.release(handle: complete.handle)
+    }
+
     @Test func theStatusFileIsLiveJSON() throws {
         let s = try Self.setup()
         let control = try s.fs.lookup(parent: InodeTable.rootInode, name: ".wanfs")
@@ -120,7 +149,9 @@ import WanTestSupport
         #expect(options.maxReadahead == 64 << 20 && options.timeout == 5 && options.retries == 1)
         #expect(try MountOptions.parse(["/r", "/m", "-o", "passthrough=off"]).passthrough == false)
         #expect(try MountOptions.parse(["/r", "/m"]).passthrough, "passthrough=auto by default")
-        for bad in ["verify=maybe", "passthrough=maybe", "prefetch=lots", "timeout=0", "retries=99", "colour=blue", "manifest="] {
+        #expect(try MountOptions.parse(["/r", "/m", "-o", "direct_io=off"]).directIO == false)
+        #expect(try MountOptions.parse(["/r", "/m"]).directIO, "direct_io=auto by default")
+        for bad in ["verify=maybe", "passthrough=maybe", "direct_io=sometimes", "prefetch=lots", "timeout=0", "retries=99", "colour=blue", "manifest="] {
             do {
                 _ = try MountOptions.parse(["/r", "/m", "-o", bad])
                 Issue.record("\(bad) was accepted")

@@ -150,6 +150,10 @@ public final class FuseSession: @unchecked Sendable {
             conn.pointee.want |= wanted & conn.pointee.capable
             // Complete files are then read by the kernel from their blobs, not through us.
             // Registering a backing file needs CAP_SYS_ADMIN: a user's mount does not ask.
+            // Reads of files still being fetched then skip the mount's page cache (mmap still works).
+            if context.fs.settings.directIO && wan_fuse_want_direct_io_mmap(conn) != 0 {
+                context.fs.directIONegotiated.store(true, ordering: .relaxed)
+            }
             if context.fs.settings.passthrough && geteuid() == 0 && wan_fuse_want_passthrough(conn) != 0 {
                 context.fs.passthroughNegotiated.store(true, ordering: .relaxed)
             }
