@@ -82,4 +82,45 @@ extension MountTests {
         let read = wait() == expected
         #expect(read, "the bytes read are the file's")
     }
+
+    /// With `direct_io=auto` an open of a file still being fetched skips the mount's page
+    /// cache: reading a range again goes to the daemon (so it waits while the daemon is
+    /// stopped), and a MAP_SHARED mmap of that open still works. With `direct_io=off` the
+    /// second read is a page-cache hit.
+    @Test(arguments: [true, false]) func partialFilesAreReadWithDirectIO(direct: Bool) throws {
+        let size = 8 << 20, head = 2 << 20
+        let label = direct ? "dio" : "dic"
+        let (mount, model, _) = try Self.nginxModel(label, sizes: [("w.bin", size)], chunkSize: 1 << 20,
+                                                    options: "prefetch=off" + (direct ? "" : ",direct_io=off"))
+        let file = mount.path("\(label)@1.0", "w.bin"), expected = model.file("w.bin").data
+        let fd = open(file, O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let first = Self.readAll(fd, size: head, within: 30)
+        #expect(first.finished)
+        let firstBytes = first.wait() == expected.prefix(head)
+        #expect(firstBytes, "the bytes read are the file's")
+        #expect(try xattr(file, "user.wan.state") == "PARTIAL", "prefetch=off: the rest is not fetched")
+
+        let mapping = try #require(mmap(nil, head, PROT_READ, MAP_SHARED, fd, 0))
+        try #require(mapping != UnsafeMutableRawPointer(bitPattern: -1), "mmap of a partial open: errno \(errno)")
+        let mapped = Data(bytes: mapping, count: head) == expected.prefix(head)
+        munmap(mapping, head)
+        #expect(mapped, "mmap of the open")
+
+        let daemon = try #require(mount.pid)
+        kill(daemon, SIGSTOP)
+        var resumed = false
+        defer { if !resumed { kill(daemon, SIGCONT) } }
+        let again = Self.readAll(fd, size: head, within: direct ? 1.5 : 20)
+        if direct {
+            #expect(!again.finished, "direct_io=auto: the re-read goes to the (stopped) daemon")
+        } else {
+            #expect(again.finished, "direct_io=off: the re-read is served from the mount's page cache")
+        }
+        kill(daemon, SIGCONT)
+        resumed = true
+        let reread = again.wait() == expected.prefix(head)
+        #expect(reread, "the bytes read again are the file's")
+    }
 }

@@ -148,12 +148,12 @@ public final class FuseSession: @unchecked Sendable {
             let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
                 | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS)
             conn.pointee.want |= wanted & conn.pointee.capable
-            // Complete files are then read by the kernel from their blobs, not through us.
-            // Registering a backing file needs CAP_SYS_ADMIN: a user's mount does not ask.
             // Reads of files still being fetched then skip the mount's page cache (mmap still works).
             if context.fs.settings.directIO && wan_fuse_want_direct_io_mmap(conn) != 0 {
                 context.fs.directIONegotiated.store(true, ordering: .relaxed)
             }
+            // Complete files are then read by the kernel from their blobs, not through us.
+            // Registering a backing file needs CAP_SYS_ADMIN: a user's mount does not ask.
             if context.fs.settings.passthrough && geteuid() == 0 && wan_fuse_want_passthrough(conn) != 0 {
                 context.fs.passthroughNegotiated.store(true, ordering: .relaxed)
             }
