@@ -63,6 +63,15 @@ static inline int wan_fuse_want_passthrough(struct fuse_conn_info *conn) {
 #endif
 }
 
+/// Whether this build of libfuse knows FUSE_DIRECT_IO_ALLOW_MMAP (libfuse >= 3.16).
+static inline int wan_fuse_direct_io_mmap_built(void) {
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /// Asks for mmap of direct-I/O opens (FUSE_DIRECT_IO_ALLOW_MMAP, Linux >= 6.6, libfuse >= 3.16):
 /// 1 when the kernel offers it, 0 otherwise (then a MAP_SHARED mmap of a direct-I/O open fails).
 static inline int wan_fuse_want_direct_io_mmap(struct fuse_conn_info *conn) {

@@ -24,10 +24,14 @@ public struct MountDescription: Codable, Sendable, Equatable {
     /// Whether the kernel serves complete files straight from their blobs (FUSE passthrough).
     /// nil from a mount of a version that did not say.
     public var passthrough: Bool? = nil
+    /// Whether files still being fetched are opened for direct I/O (`direct_io=auto` and the
+    /// kernel allows mmap of such opens). nil from a mount of a version that did not say.
+    public var directIO: Bool? = nil
 
     enum CodingKeys: String, CodingKey {
         case modelsRoot = "models_root"
         case manifest, mountpoint, pid, verify, started, passthrough
+        case directIO = "direct_io"
     }
 }
 

@@ -295,7 +295,7 @@ public final class WanFileSystem: @unchecked Sendable {
     var description: MountDescription {
         MountDescription(modelsRoot: engine.resolver.modelsRoot, manifest: engine.registry.manifestPath,
                          mountpoint: settings.mountpoint, pid: getpid(), verify: engine.settings.verifyMode.rawValue, started: started,
-                         passthrough: servesFromBlobs)
+                         passthrough: servesFromBlobs, directIO: opensPartialFilesDirect)
     }
 
     private func generate(_ file: ControlFile) -> [UInt8] {

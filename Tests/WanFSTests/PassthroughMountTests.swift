@@ -93,6 +93,9 @@ extension MountTests {
         let (mount, model, _) = try Self.nginxModel(label, sizes: [("w.bin", size)], chunkSize: 1 << 20,
                                                     options: "prefetch=off" + (direct ? "" : ",direct_io=off"))
         let file = mount.path("\(label)@1.0", "w.bin"), expected = model.file("w.bin").data
+        let allowed = FuseLibrary.hasDirectIOWithMmap   // libfuse >= 3.16; the kernel (>= 6.6) is assumed
+        #expect(try mount.mountInfo()["direct_io"] as? Bool == (direct && allowed), "mount.json says whether partial opens are direct")
+        if direct && !allowed { return }   // WAN_LIBFUSE=system (3.14): nothing more to see
         let fd = open(file, O_RDONLY)
         try #require(fd >= 0)
         defer { close(fd) }

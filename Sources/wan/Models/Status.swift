@@ -96,7 +96,8 @@ struct Status: WanCommand {
         }
         if let mount = report.mount {
             let passthrough = mount.passthrough.map { $0 ? ", complete files read by the kernel from their blobs" : ", every read through the daemon" } ?? ""
-            output.say("\nmounted at \(mount.mountpoint) (pid \(mount.pid), verify=\(mount.verify)\(passthrough)), cache \(mount.modelsRoot)")
+            let directIO = mount.directIO == true ? ", files being fetched read with direct I/O" : ""
+            output.say("\nmounted at \(mount.mountpoint) (pid \(mount.pid), verify=\(mount.verify)\(passthrough)\(directIO)), cache \(mount.modelsRoot)")
             for fetch in report.fetches ?? [] {
                 output.say("  fetching \(fetch.model)/\(fetch.path): \(ByteSize.format(fetch.bytesPresent))/\(ByteSize.format(fetch.size)), \(fetch.inFlightBlocks) block(s) in flight\(fetch.source.map { " from " + $0 } ?? "")")
             }
