@@ -40,6 +40,9 @@ public final class FileFetcher: @unchecked Sendable {
         public let generation: Int
         public let lastSource: String?
         public let error: String?
+        /// With chunk digests: every byte present was checked against its chunk's digest by
+        /// this process as it arrived, so the whole file will not be hashed again.
+        public let verifiedInPassing: Bool
     }
 
     /// The content: size, sha256, chunk digests. `path` is where the sources have it.
@@ -157,7 +160,7 @@ public final class FileFetcher: @unchecked Sendable {
         defer { condition.unlock() }
         return Snapshot(phase: phase, bytesPresent: phase == .complete ? content.size : present.count, size: content.size,
                         inFlightBlocks: inFlight.count, generation: generation, lastSource: lastSource,
-                        error: terminalError.map { "\($0)" })
+                        error: terminalError.map { "\($0)" }, verifiedInPassing: verifiedInPassing)
     }
 
     /// Whether every byte of `range` is already here (a read of it waits for nothing).
@@ -785,7 +788,10 @@ public final class FileFetcher: @unchecked Sendable {
     /// Takes in ranges a map claims: present from now on, and, with chunk digests, to be
     /// checked before they are served.
     private func learn(_ recorded: RangeSet) {
-        guard !recorded.isEmpty else { return }
+        // What this process holds already it verified itself (or learned before): a map it
+        // reopens after letting go of the file between two reads brings nothing new, and must
+        // not cost the file its verification in passing.
+        guard recorded.ranges.contains(where: { !present.missing(in: $0).isEmpty }) else { return }
         verifiedInPassing = false
         if content.chunks != nil {
             for range in recorded.ranges {
@@ -883,6 +889,20 @@ final class BlockSink: ResumableSink, @unchecked Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
         lock.lock()
         defer { lock.unlock() }
+        // A piece that straddles a block boundary is taken one block's part at a time, so each
+        // block's digest sees exactly its own bytes. (Pieces are not aligned to blocks: the
+        // response headers shift them. Taken whole, nearly every chunk had to be read back.)
+        var start = 0
+        repeat {
+            let at = offset + Int64(start)
+            let end = min(bytes.count, start + Int((at / blockSize + 1) * blockSize - at))
+            try take(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), at: at)
+            start = end
+        } while start < bytes.count
+    }
+
+    /// Takes bytes that lie within one block.
+    private func take(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
         // Bytes before what is already reported belong to blocks that may be served: never overwrite them.
         let skip = max(0, min(Int64(bytes.count), reported - offset))
         if skip < Int64(bytes.count) {

@@ -252,11 +252,42 @@ import WanTestSupport
         #expect(n == 2 << 20)
         let served = Data(buffer) == file.data[0..<(2 << 20)]   // a Bool: a failed expectation on 2 MiB of Data would diff them for minutes
         #expect(served, "chunk 0 (good on disk) kept, chunk 1 (zeros on disk) fetched again")
+        #expect(!fetcher.snapshot.verifiedInPassing, "chunks from an earlier map: the whole file is hashed before its commit")
         try cache.engine.ensure(spec)
         #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data)
         let quarantine = cache.engine.resolver.tmpDir + "/quarantine"
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: quarantine)) ?? []).isEmpty,
                 "the bad chunk was replaced before the whole-file digest, which then matched")
+    }
+
+    /// The fetcher lets go of a file between reads once nothing is in flight, and reopens its
+    /// range map at the next one. That map holds only what this process wrote and checked
+    /// itself: the file stays verified in passing, so it is not hashed a second time whole.
+    @Test func aMapReopenedByTheSameFetcherKeepsTheFileVerifiedInPassing() throws {
+        let model = ModelFixture(modelID: "m@1.0.0", sizes: [("w.bin", 4 << 20)], chunkSize: 1 << 20, seed: 6)
+        let dir = try Scratch("wan-reopen-map")
+        try model.write(to: dir.path + "/src")
+        let manifest = ModelFixture.manifest([model.manifestEntry(sources: ["local://src"])])
+        var settings = CacheEngine.Settings(try OrchestratorConfig.load(environment: ["MODELS_ROOT": dir.path + "/root"], manifestPath: try dir.write("m.toml", manifest)))
+        settings.jobSize = 1 << 20   // one chunk per job: the first read leaves the rest unfetched
+        let cache = try CacheFixture(manifest: manifest, settings: settings, dir: dir)
+        let spec = try cache.spec("m@1.0.0")
+        let fetcher = try cache.engine.fetcher(for: try #require(spec.files.first { $0.path == "w.bin" }), of: spec)
+        let file = model.file("w.bin")
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        for chunk in 0..<2 {
+            let n = try buffer.withUnsafeMutableBytes { try fetcher.read(into: $0, at: Int64(chunk) << 20, timeout: 30) }
+            let served = n == 1 << 20 && Data(buffer) == file.data[(chunk << 20)..<((chunk + 1) << 20)]
+            #expect(served, "chunk \(chunk)")
+            // Idle: the file lock and the map are let go of, and taken again by the next read.
+            let deadline = Date().addingTimeInterval(10)
+            while fetcher.snapshot.inFlightBlocks > 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(fetcher.snapshot.phase == .partial && fetcher.snapshot.bytesPresent == 2 << 20)
+        #expect(fetcher.snapshot.verifiedInPassing, "the reopened map brought nothing this fetcher had not checked")
+        try cache.engine.ensure(spec)
+        #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data)
     }
 
     @Test func insufficientSpaceFailsFastAndKeepsWhatIsThere() throws {
