@@ -892,6 +892,8 @@ final class BlockSink: ResumableSink, @unchecked Sendable {
         // A piece that straddles a block boundary is taken one block's part at a time, so each
         // block's digest sees exactly its own bytes. (Pieces are not aligned to blocks: the
         // response headers shift them. Taken whole, nearly every chunk had to be read back.)
+        // Without digests a piece is taken whole, as before.
+        guard blockDigest != nil else { return try take(bytes, at: offset) }
         var start = 0
         repeat {
             let at = offset + Int64(start)
