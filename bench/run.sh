@@ -10,9 +10,9 @@
 #         verification + commit) vs `curl -o FILE` of the same files, one after the other.
 #
 # mount   a 2 GiB two-shard safetensors model (scripts/make_model.py) from nginx through a cold
-#         mount.wanfs: sequential cat vs curl -o /dev/null; first byte vs curl -r 0-0; a full
-#         safe_open + get_tensor load vs curl to disk then load; bytes the origin served; warm
-#         reads vs cat of the blob; the daemon's peak RSS.
+#         mount.wanfs: sequential cat vs curl -o /dev/null (and, for context, vs curl -o FILE);
+#         first byte vs curl -r 0-0; a full safe_open + get_tensor load vs curl to disk then
+#         load; bytes the origin served; warm reads vs cat of the blob; the daemon's peak RSS.
 # peers   one 1 GiB object on SeaweedFS S3, read cold and warm through wanfs (s3:// source),
 #         s3fs and rclone mount --vfs-cache-mode full (Debian packages, installed if missing).
 # shaped  the mount's cold rows again with nginx's responses limited to WAN_BENCH_LINK (default

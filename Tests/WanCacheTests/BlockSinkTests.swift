@@ -12,49 +12,60 @@ import WanTestSupport
     /// a piece that straddles a boundary must still give each block its own digest, or the
     /// fetcher reads every chunk back from the file and hashes it a second time.
     @Test func piecesThatStraddleBlocksStillGiveEveryBlockItsDigest() throws {
-        let scratch = try Scratch("wan-blocksink")
-        let blockSize: Int64 = 4096, size = 5 * 4096 + 1000
+        let size = 5 * 4096 + 1000
         let data = (0..<size).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 7) }
-        let fd = try FileDescriptor.open(scratch.path + "/partial", .readWrite, create: true)
-        defer { fd.close() }
-        var reports: [(Range<Int64>, String?)] = []
-        let sink = BlockSink(FileSink(fd), span: 0..<Int64(size), blockSize: blockSize, digestBlocks: true) { range, _, digest in
-            reports.append((range, digest))
-        }
+        let sink = try RecordingSink(span: 0..<Int64(size))
         var offset = 0, piece = 1000
         while offset < size {
             let end = min(size, offset + piece)
-            try data[offset..<end].withUnsafeBytes { try sink.write($0, at: Int64(offset)) }
+            try data[offset..<end].withUnsafeBytes { try sink.sink.write($0, at: Int64(offset)) }
             offset = end
             piece = piece == 1000 ? 3000 : 1000   // boundaries fall inside pieces
         }
 
-        let ranges = reports.map(\.0)
+        let ranges = sink.reports.map(\.range)
         #expect(ranges == [0..<4096, 4096..<8192, 8192..<12288, 12288..<16384, 16384..<20480, 20480..<21480])
-        for (range, digest) in reports {
+        for (range, digest) in sink.reports {
             let expected = SHA256Hasher.hash(data[Int(range.lowerBound)..<Int(range.upperBound)]).hex
             #expect(digest == expected, "block \(range): the digest of its own bytes, taken in passing")
         }
-        let written = try scratch.read("partial") == Data(data)
+        let written = try sink.scratch.read("partial") == Data(data)
         #expect(written, "the file holds the bytes")
     }
 
     /// Bytes that do not arrive as one in-order run (another source resends a block from its
     /// start after a gap) leave that block without a digest: the fetcher reads it back.
     @Test func aBlockWhoseBytesArrivedOutOfOrderHasNoDigest() throws {
-        let scratch = try Scratch("wan-blocksink")
         let data = [UInt8](repeating: 7, count: 8192)
-        let fd = try FileDescriptor.open(scratch.path + "/partial", .readWrite, create: true)
-        defer { fd.close() }
-        var reports: [(Range<Int64>, String?)] = []
-        let sink = BlockSink(FileSink(fd), span: 0..<8192, blockSize: 4096, digestBlocks: true) { range, _, digest in
-            reports.append((range, digest))
-        }
-        try data[0..<1000].withUnsafeBytes { try sink.write($0, at: 0) }
-        try data[2000..<3000].withUnsafeBytes { try sink.write($0, at: 2000) }   // a gap
-        try data[1000..<8192].withUnsafeBytes { try sink.write($0, at: 1000) }
-        #expect(reports.map(\.0) == [0..<4096, 4096..<8192])
-        #expect(reports.first?.1 == nil, "out of order: read back instead")
-        #expect(reports.last?.1 == SHA256Hasher.hash(data[4096..<8192]).hex, "the next block is digested in passing again")
+        let sink = try RecordingSink(span: 0..<8192)
+        try data[0..<1000].withUnsafeBytes { try sink.sink.write($0, at: 0) }
+        try data[2000..<3000].withUnsafeBytes { try sink.sink.write($0, at: 2000) }   // a gap
+        try data[1000..<8192].withUnsafeBytes { try sink.sink.write($0, at: 1000) }
+        #expect(sink.reports.map(\.range) == [0..<4096, 4096..<8192])
+        #expect(sink.reports.first?.digest == nil, "out of order: read back instead")
+        #expect(sink.reports.last?.digest == SHA256Hasher.hash(data[4096..<8192]).hex, "the next block is digested in passing again")
     }
+}
+
+/// A digesting `BlockSink` with 4 KiB blocks over a scratch file, recording what it reports.
+private final class RecordingSink {
+    let scratch: Scratch
+    let descriptor: FileDescriptor
+    let sink: BlockSink
+    private let log: Log
+    var reports: [(range: Range<Int64>, digest: String?)] { log.reports }
+
+    private final class Log { var reports: [(range: Range<Int64>, digest: String?)] = [] }
+
+    init(span: Range<Int64>) throws {
+        scratch = try Scratch("wan-blocksink")
+        descriptor = try FileDescriptor.open(scratch.path + "/partial", .readWrite, create: true)
+        let log = Log()
+        self.log = log
+        sink = BlockSink(FileSink(descriptor), span: span, blockSize: 4096, digestBlocks: true) { range, _, digest in
+            log.reports.append((range, digest))
+        }
+    }
+
+    deinit { descriptor.close() }
 }
