@@ -31,6 +31,10 @@ public final class CacheEngine: @unchecked Sendable {
         public var downloadTimeout: Double = 3600
         /// Name prefix of the fetch worker threads.
         public var threadName = "wan-fetch"
+        /// Seconds a content found bad at every source (a chunk, or the whole file) waits before
+        /// the sources are tried again (`corrupt_retry_interval`): a repaired origin heals
+        /// without a remount, and a broken one is not hammered.
+        public var corruptCoolDown: Double = 60
 
         public init() {}
 
@@ -38,12 +42,15 @@ public final class CacheEngine: @unchecked Sendable {
             jobSize = max(config.chunkSize, 1 << 20)
             connections = config.maxConnectionsPerSource
             downloadTimeout = config.downloadTimeout
+            corruptCoolDown = config.corruptRetryInterval
         }
     }
 
     public let config: OrchestratorConfig
     public let registry: ModelRegistry
     public let resolver: ModelResolver
+    /// MODELS_ROOT's directories, never through a symlink below the root.
+    public let root: CacheRoot
     public let locks: LockManager
     public let settings: Settings
     public let sources: SourceFactory
@@ -69,6 +76,7 @@ public final class CacheEngine: @unchecked Sendable {
         self.config = config
         self.registry = registry
         self.resolver = try config.resolver()
+        self.root = CacheRoot(resolver: resolver)
         self.locks = LockManager(resolver: resolver)
         self.settings = settings ?? Settings(config)
         self.sources = SourceFactory(config: config, manifestDirectory: registry.manifestDirectory, engine: engine, limiter: limiter)
@@ -114,21 +122,26 @@ public final class CacheEngine: @unchecked Sendable {
 
     // MARK: - Fetchers
 
+    /// The key of a content: its sha256 and size. (Two manifests may name one sha256 with two
+    /// sizes; at most one is right, and the wrong one must not disturb the other.)
+    static func contentKey(_ file: FileSpec) -> String { "\(file.sha256)/\(file.size)" }
+
     /// The process's fetcher for `file`'s content; a file shared by several models has one.
     public func fetcher(for file: FileSpec, of spec: ModelSpec) throws -> FileFetcher {
-        if let existing = fetchers.withLock({ $0[file.sha256] }) { return existing }
+        let key = Self.contentKey(file)
+        if let existing = fetchers.withLock({ $0[key] }) { return existing }
         let reader = try sources.reader(for: spec)
         let state = try? self.state()
         return fetchers.withLock { table in
-            if let existing = table[file.sha256] { return existing }
+            if let existing = table[key] { return existing }
             // Once verified, the content is linked into the model that asked for it (the mount
             // fetches lazily; this is what makes the model directory and GC see it).
-            let target = resolver.localDir(spec) + "/" + file.path
-            let fetcher = FileFetcher(content: file, model: modelKey(spec), reader: reader, settings: settings, resolver: resolver,
+            let model = modelKey(spec), path = file.path
+            let fetcher = FileFetcher(content: file, model: model, reader: reader, settings: settings, root: root,
                                       locks: locks, state: state, scheduler: scheduler, hashWorkers: hashWorkers, cancel: transfers,
-                                      onCommit: { [weak self] blob in try? self?.link(blob: blob, to: target) },
+                                      onCommit: { [weak self] _ in try? self?.link(file, into: model, at: path) },
                                       onDiscard: { [weak self] sha256 in self?.discardHandler.withLock { $0 }?(sha256) })
-            table[file.sha256] = fetcher
+            table[key] = fetcher
             return fetcher
         }
     }
@@ -137,7 +150,15 @@ public final class CacheEngine: @unchecked Sendable {
     public func liveFetchers() -> [FileFetcher] { fetchers.withLock { Array($0.values) } }
 
     /// The live fetcher for a content, if this process has one.
-    public func liveFetcher(sha256: String) -> FileFetcher? { fetchers.withLock { $0[sha256] } }
+    public func liveFetcher(_ file: FileSpec) -> FileFetcher? { fetchers.withLock { $0[Self.contentKey(file)] } }
+
+    /// Complete fetchers let go of blobs that were removed or replaced on disk (GC, another
+    /// process's `ensure --force` or `verify --fix`), so their space is freed and the next read
+    /// fetches again. The mount calls it every few seconds. Returns how many were let go of.
+    @discardableResult
+    public func releaseRemovedBlobs() -> Int {
+        liveFetchers().filter { $0.releaseBlobIfRemoved() }.count
+    }
 
     // MARK: - Status
 
@@ -146,7 +167,7 @@ public final class CacheEngine: @unchecked Sendable {
     public func status(_ spec: ModelSpec) throws -> ModelStatus {
         let directory = resolver.localDir(spec)
         let state = try? self.state(create: false)
-        let marks = (try? state?.fileStates()) ?? [:]
+        let marks = (try? state?.fileMarks()) ?? [:]
         var files: [FileStatus] = []
         for file in spec.files {
             let (fileState, present) = fileStatus(file, in: directory, marks: marks)
@@ -163,12 +184,24 @@ public final class CacheEngine: @unchecked Sendable {
             lastVerified: lastVerified ?? nil, files: files)
     }
 
-    private func fileStatus(_ file: FileSpec, in directory: String, marks: [String: (state: ModelState, detail: String?)]) -> (ModelState, Int64) {
-        if marks[file.sha256]?.state == .corrupt { return (.corrupt, 0) }
+    /// Whether a blob of `file`'s content and size is in `.blobs/`.
+    public func blobExists(_ file: FileSpec) -> Bool {
+        guard let info = try? root.blobDirectory(sha256: file.sha256, create: false).info(file.sha256) else { return false }
+        return info.kind == .regular && info.size == file.size
+    }
+
+    /// What the range map of `file`'s partial download records (for status and estimates).
+    func recordedRanges(_ file: FileSpec) -> RangeSet? {
+        guard let tmp = try? root.tmp(create: false) else { return nil }
+        return RangeMapLog.reload(in: tmp, name: CacheRoot.mapName(file.sha256), size: file.size, sha256: file.sha256, partial: nil)
+    }
+
+    private func fileStatus(_ file: FileSpec, in directory: String, marks: [String: StateStore.FileMark]) -> (ModelState, Int64) {
+        if let mark = marks[file.sha256], mark.state == .corrupt, mark.size == nil || mark.size == file.size { return (.corrupt, 0) }
         if let link = try? FileSystem.info(directory + "/" + file.path), link.kind == .regular, link.size == file.size {
             return (.complete, file.size)
         }
-        if let live = liveFetcher(sha256: file.sha256)?.snapshot {
+        if let live = liveFetcher(file)?.snapshot {
             switch live.phase {
             case .complete: return (.partial, file.size)   // verified, not yet linked into the model
             case .corrupt: return (.corrupt, 0)
@@ -176,9 +209,8 @@ public final class CacheEngine: @unchecked Sendable {
             case .partial: return (live.bytesPresent > 0 ? .partial : .notPresent, live.bytesPresent)
             }
         }
-        if FileManager.default.fileExists(atPath: resolver.blobPath(sha256: file.sha256)) { return (.partial, file.size) }
-        let map = resolver.tmpDir + "/" + file.sha256 + ".map"
-        if let recorded = RangeMapLog.reload(path: map, size: file.size, sha256: file.sha256) {
+        if blobExists(file) { return (.partial, file.size) }
+        if let recorded = recordedRanges(file) {
             let present = recorded.count
             if present == file.size && file.size > 0 { return (.verifying, present) }
             return (present > 0 ? .partial : .notPresent, present)
@@ -192,11 +224,9 @@ public final class CacheEngine: @unchecked Sendable {
         var seen = Set<String>()
         var needed: Int64 = 0
         for file in spec.files where seen.insert(file.sha256).inserted {
-            if FileManager.default.fileExists(atPath: resolver.blobPath(sha256: file.sha256)) { continue }
-            let present = liveFetcher(sha256: file.sha256)?.snapshot.bytesPresent
-                ?? RangeMapLog.reload(path: resolver.tmpDir + "/" + file.sha256 + ".map", size: file.size, sha256: file.sha256)?.count
-                ?? 0
-            needed += file.size - present
+            if blobExists(file) { continue }
+            let present = liveFetcher(file)?.snapshot.bytesPresent ?? recordedRanges(file)?.count ?? 0
+            needed = needed.addingClamped(max(0, file.size - present))
         }
         return needed
     }
@@ -233,17 +263,18 @@ public final class CacheEngine: @unchecked Sendable {
         // partly there already, from an earlier run or their own background jobs).
         let report = { progress?(alreadyLinked + fetchers.reduce(0) { $0 + $1.snapshot.bytesPresent }, total) }
         for (file, fetcher) in zip(missing, fetchers) {
-            let blob = try fetcher.requireComplete(timeout: settings.downloadTimeout, cancel: cancel) { _ in report() }
-            try link(blob: blob, to: directory + "/" + file.path)
+            _ = try fetcher.requireComplete(timeout: settings.downloadTimeout, cancel: cancel) { _ in report() }
+            try link(file, into: key, at: file.path)
         }
         progress?(total, total)
         try? state()?.recordAccess(model: key)
         return directory
     }
 
-    /// Whether `file` is already linked into the model directory with the right size.
+    /// Whether `file` is already linked into the model directory with the right size (and is
+    /// a regular file there, not a symlink).
     func isLinked(_ file: FileSpec, in directory: String) -> Bool {
-        guard let info = try? FileSystem.info(directory + "/" + file.path) else { return false }
+        guard let info = try? FileSystem.info(directory + "/" + file.path, followSymlinks: false) else { return false }
         return info.kind == .regular && info.size == file.size
     }
 
@@ -257,28 +288,61 @@ public final class CacheEngine: @unchecked Sendable {
         }
     }
 
-    /// Hard-links a blob at `path` (atomically replacing what is there).
-    public func link(blob: String, to path: String) throws {
-        if let existing = try FileSystem.info(path), let target = try FileSystem.info(blob),
-           existing.inode == target.inode, existing.device == target.device { return }
-        try FileSystem.createDirectories((path as NSString).deletingLastPathComponent)
-        let temporary = path + ".wan-link-\(ProcessInfo.processInfo.processIdentifier)"
-        try? FileSystem.unlink(temporary)
-        try FileSystem.link(blob, to: temporary)
-        try FileSystem.rename(temporary, to: path)
+    /// Hard-links the blob of `file` at `wan22/<model>/<path>` (atomically replacing what is
+    /// there), never through a symlink, and makes the link durable (fsync of the directory).
+    public func link(_ file: FileSpec, into model: String, at path: String) throws {
+        let blobs = try root.blobDirectory(sha256: file.sha256, create: false)
+        guard let blob = try blobs.info(file.sha256), blob.kind == .regular, blob.size == file.size else {
+            throw SystemError(errno: ENOENT, operation: "link (no verified blob of this size)", path: resolver.blobPath(sha256: file.sha256))
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let directory = try root.modelDirectory(model, sub: parent)
+        if let existing = try directory.info(name), existing.identity == blob.identity { return }
+        // Unique per thread and process: two threads linking the same path never collide.
+        let temporary = ".\(name).wan-link-\(CacheRoot.uniqueSuffix())"
+        try blobs.link(file.sha256, to: directory, as: temporary)
+        do {
+            try directory.rename(temporary, to: directory, as: name)
+        } catch {
+            _ = try? directory.remove(temporary)
+            throw error
+        }
+        try directory.sync()
     }
 
-    /// Removes a model's links, blobs and partial files so the next ensure fetches again.
+    /// Removes a model's links, blobs and partial files so the next ensure fetches again. A
+    /// content's blob and partial file are removed under its file lock; a partial file another
+    /// process is fetching into right now is left to it (it is verified before its commit).
     func discard(_ spec: ModelSpec) throws {
-        let directory = resolver.localDir(spec)
+        let key = modelKey(spec)
         for file in spec.files {
-            try? FileSystem.unlink(directory + "/" + file.path)
-            try? FileSystem.unlink(resolver.blobPath(sha256: file.sha256))
-            try? FileSystem.unlink(resolver.tmpDir + "/" + file.sha256 + ".part")
-            try? FileSystem.unlink(resolver.tmpDir + "/" + file.sha256 + ".map")
+            let parent = (file.path as NSString).deletingLastPathComponent
+            if let directory = try? root.modelDirectory(key, sub: parent, create: false) {
+                try directory.remove((file.path as NSString).lastPathComponent)
+            }
+            try withFileLock(file.sha256, timeout: 10) { held in
+                if let blobs = try? root.blobDirectory(sha256: file.sha256, create: false) { try blobs.remove(file.sha256) }
+                guard held, let tmp = try? root.tmp(create: false) else { return }
+                try tmp.remove(CacheRoot.partialName(file.sha256))
+                try tmp.remove(CacheRoot.mapName(file.sha256))
+            }
             try? state()?.setFileState(nil, sha256: file.sha256)
-            _ = fetchers.withLock { $0.removeValue(forKey: file.sha256) }
+            _ = fetchers.withLock { $0.removeValue(forKey: Self.contentKey(file)) }
         }
+    }
+
+    /// Runs `body` holding `sha256`'s file lock when it can be had within `timeout` seconds
+    /// (`held` true); else without it (`held` false: another process owns the fetch).
+    func withFileLock<T>(_ sha256: String, timeout: Double, _ body: (_ held: Bool) throws -> T) throws -> T {
+        let lock: LockManager.Lock?
+        do {
+            lock = try locks.acquire(LockManager.fileLockName(sha256), timeout: timeout)
+        } catch let error as OrchestratorError where error.code == .lockTimeout {
+            lock = nil
+        }
+        defer { lock?.release() }
+        return try body(lock != nil)
     }
 
     // MARK: - Verify
@@ -316,25 +380,29 @@ public final class CacheEngine: @unchecked Sendable {
         return result
     }
 
-    /// Removes the damaged content of `spec` (every link to it and its blob) so it is fetched again.
+    /// Removes the damaged content of `spec` (every link to it and its blob) so it is fetched
+    /// again. The blob is moved to the quarantine under its file lock.
     public func quarantine(_ spec: ModelSpec, files: [String]) throws {
-        let directory = resolver.localDir(spec)
         for file in spec.files where files.contains(file.path) {
-            let quarantineDir = resolver.tmpDir + "/quarantine"
-            try FileSystem.createDirectories(quarantineDir)
-            try? FileSystem.rename(resolver.blobPath(sha256: file.sha256), to: quarantineDir + "/\(file.sha256).\(Int(Date().timeIntervalSince1970))")
-            try? FileSystem.unlink(directory + "/" + file.path)
-            // Other models hold their own hard link to the same damaged inode: drop those too.
+            try withFileLock(file.sha256, timeout: 10) { _ in
+                if let blobs = try? root.blobDirectory(sha256: file.sha256, create: false) {
+                    try root.quarantine(file.sha256, in: blobs, as: file.sha256)
+                }
+            }
+            // Every model's hard link to the same damaged inode goes too.
             for other in registry.manifest.models {
                 for variant in other.variants.isEmpty ? [nil] : other.variants.map(Optional.some) {
                     let narrowed = other.narrowed(to: variant)
                     for shared in narrowed.files where shared.sha256 == file.sha256 {
-                        try? FileSystem.unlink(resolver.localDir(narrowed) + "/" + shared.path)
+                        let parent = (shared.path as NSString).deletingLastPathComponent
+                        if let directory = try? root.modelDirectory(modelKey(narrowed), sub: parent, create: false) {
+                            try directory.remove((shared.path as NSString).lastPathComponent)
+                        }
                     }
                 }
             }
             try? state()?.setFileState(nil, sha256: file.sha256)
-            _ = fetchers.withLock { $0.removeValue(forKey: file.sha256) }
+            _ = fetchers.withLock { $0.removeValue(forKey: Self.contentKey(file)) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Synchronization
 
 /// How urgent a fetch is. Lower runs first; within a priority, first come first served.
@@ -13,15 +14,35 @@ public enum FetchPriority: Int, Sendable, Comparable, CaseIterable {
     public static func < (lhs: FetchPriority, rhs: FetchPriority) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
+/// A running job's pulse: the job calls ``progressed()`` whenever bytes arrive, so the
+/// scheduler can tell a job that is slow from one that is stuck.
+public final class FetchProgress: Sendable {
+    private let last = Atomic<UInt64>(FetchProgress.now())
+
+    public init() {}
+
+    /// Bytes arrived just now.
+    public func progressed() { last.store(Self.now(), ordering: .relaxed) }
+
+    /// Seconds since the job last moved.
+    var idleSeconds: Double { Double(Self.now() &- last.load(ordering: .relaxed)) / 1e9 }
+
+    static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+}
+
 /// A queued job. It runs exactly once, from whichever queue reaches it first, so it can be
 /// promoted (re-queued at a higher priority) while it waits.
 public final class FetchTicket: Sendable {
     private let claimed = Atomic<Bool>(false)
     private let dropped = Atomic<Bool>(false)
     private let priorityValue: Atomic<Int>
-    let work: @Sendable () -> Void
+    let work: @Sendable (FetchProgress) -> Void
 
-    init(priority: FetchPriority, work: @escaping @Sendable () -> Void) {
+    init(priority: FetchPriority, work: @escaping @Sendable (FetchProgress) -> Void) {
         self.priorityValue = Atomic(priority.rawValue)
         self.work = work
     }
@@ -48,36 +69,80 @@ public final class FetchTicket: Sendable {
     }
 }
 
-/// A fixed pool of worker threads running blocking fetch jobs (libcurl transfers, pwrite),
+/// A pool of worker threads running blocking fetch jobs (libcurl transfers, pwrite),
 /// highest priority first, so demand reads always jump ahead of readahead and background
 /// work. A few workers take only demand jobs: a reader never waits for a free worker
 /// behind prefetch.
 ///
-/// The worker count bounds the number of parallel connections to the sources.
+/// The worker count bounds the parallel connections to the sources. A job that has received
+/// nothing for ``stallGrace`` seconds (a frozen or trickling origin) does not count: while
+/// jobs wait in the queue and that many workers are stuck, extra workers are started (up to
+/// ``maxThreads``), so one slow origin cannot hold up the files of the others. Extra workers
+/// leave once the stuck jobs end or the queue is empty.
 public final class FetchScheduler: @unchecked Sendable {
     private let condition = NSCondition()
     private var queues: [[FetchTicket]] = Array(repeating: [], count: FetchPriority.allCases.count)
     private var heads = Array(repeating: 0, count: FetchPriority.allCases.count)
-    private var running = 0
+    private var running: [ObjectIdentifier: FetchProgress] = [:]
+    private var threads = 0
     private var stopping = false
     public let workers: Int
     public let demandWorkers: Int
+    /// Seconds without a byte after which a running job no longer counts against `workers`.
+    public let stallGrace: Double
+    /// The most worker threads there ever are, stuck ones included.
+    public let maxThreads: Int
+    private let name: String
 
-    public init(workers: Int, demandWorkers: Int = 2, name: String = "wan-fetch") {
+    public init(workers: Int, demandWorkers: Int = 2, name: String = "wan-fetch", stallGrace: Double = 2) {
         self.workers = max(1, workers)
         self.demandWorkers = max(0, demandWorkers)
+        self.stallGrace = stallGrace
+        self.maxThreads = min(256, 4 * (self.workers + self.demandWorkers))
+        self.name = name
+        condition.lock()
         for index in 0..<(self.workers + self.demandWorkers) {
-            let demandOnly = index >= self.workers
-            // The threads keep the scheduler alive until stop(). The name is set from inside the
-            // thread: on Linux, a name given before start() is not what the thread reports.
-            let thread = Thread {
-                Thread.current.name = "\(name)-\(demandOnly ? "d" : "")\(index)"
-                self.work(demandOnly: demandOnly)
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
+            startThread(index: index, demandOnly: index >= self.workers, extra: false)
         }
+        condition.unlock()
+        let monitor = Thread { [weak self] in
+            while let self, self.watch() {}
+        }
+        monitor.name = "\(name)-watch"
+        monitor.start()
     }
+
+    /// Starts a worker (condition held). The threads keep the scheduler alive until stop().
+    /// The name is set from inside the thread: on Linux, a name given before start() is not
+    /// what the thread reports.
+    private func startThread(index: Int, demandOnly: Bool, extra: Bool) {
+        threads += 1
+        let label = "\(name)-\(extra ? "x" : demandOnly ? "d" : "")\(index)"
+        let thread = Thread {
+            Thread.current.name = label
+            self.work(demandOnly: demandOnly, extra: extra)
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// One look at the running jobs (every quarter second): starts an extra worker when jobs
+    /// wait while stuck ones hold the workers. False once stopped.
+    private func watch() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping { return false }
+        _ = condition.wait(until: Date().addingTimeInterval(0.25))
+        if stopping { return false }
+        let waiting = queues.indices.contains { heads[$0] < queues[$0].count }
+        if waiting && moving < workers && threads < maxThreads {
+            startThread(index: threads, demandOnly: false, extra: true)
+        }
+        return true
+    }
+
+    /// Running jobs that received bytes within the grace period (condition held).
+    private var moving: Int { running.values.filter { $0.idleSeconds < stallGrace }.count }
 
     /// Lets the workers finish what is queued (or, with `discardingQueued`, only what is
     /// running: the rest is dropped), then exit. Jobs submitted afterwards are dropped.
@@ -95,9 +160,10 @@ public final class FetchScheduler: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Queues `job` at `priority`; the ticket allows promoting it later.
+    /// Queues `job` at `priority`; the ticket allows promoting it later. The job is given its
+    /// pulse to report progress on.
     @discardableResult
-    public func submit(_ priority: FetchPriority, _ job: @escaping @Sendable () -> Void) -> FetchTicket {
+    public func submit(_ priority: FetchPriority, _ job: @escaping @Sendable (FetchProgress) -> Void) -> FetchTicket {
         let ticket = FetchTicket(priority: priority, work: job)
         condition.lock()
         if stopping {
@@ -135,7 +201,14 @@ public final class FetchScheduler: @unchecked Sendable {
     public var active: Int {
         condition.lock()
         defer { condition.unlock() }
-        return running
+        return running.count
+    }
+
+    /// Worker threads now (extra ones included).
+    public var threadCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return threads
     }
 
     private func next(demandOnly: Bool) -> FetchTicket? {
@@ -153,24 +226,27 @@ public final class FetchScheduler: @unchecked Sendable {
         return nil
     }
 
-    private func work(demandOnly: Bool) {
+    private func work(demandOnly: Bool, extra: Bool) {
+        condition.lock()
+        defer {
+            threads -= 1
+            condition.unlock()
+        }
         while true {
-            condition.lock()
-            var ticket = next(demandOnly: demandOnly)
-            while ticket == nil {
-                if stopping {
-                    condition.unlock()
-                    return
-                }
+            // An extra worker stays only while stuck jobs hold the regular ones.
+            if extra && (moving >= workers || stopping) { return }
+            guard let ticket = next(demandOnly: demandOnly) else {
+                if stopping || extra { return }
                 condition.wait()
-                ticket = next(demandOnly: demandOnly)
+                continue
             }
-            running += 1
+            let progress = FetchProgress()
+            let key = ObjectIdentifier(progress)
+            running[key] = progress
             condition.unlock()
-            ticket?.work()
+            ticket.work(progress)
             condition.lock()
-            running -= 1
-            condition.unlock()
+            running[key] = nil
         }
     }
 }

@@ -62,10 +62,24 @@ public struct GarbageCollector: Sendable {
         let lastAccess: Date
     }
 
+    /// Why a collection removed nothing: it cannot know what it must keep.
+    public struct Refused: CodedError {
+        public let reason: String
+        public var code: ErrorCode { .ioError }
+        public var description: String { "garbage collection removed nothing: \(reason)" }
+    }
+
     public func collect(dryRun: Bool = false, aggressive: Bool = false, now: Date = Date()) throws -> GCResult {
         var result = GCResult()
         result.dryRun = dryRun
-        let usage = Dictionary(((try? engine.state()?.allUsage()) ?? []).map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
+        // Pins decide what must stay: a collection that cannot read them guesses nothing.
+        let pins: [StateStore.ModelUsage]
+        do {
+            pins = try engine.state()?.allUsage() ?? []
+        } catch {
+            throw Refused(reason: "the state database (\(engine.resolver.statePath)) cannot be read, so the pinned models are unknown: \(error)")
+        }
+        let usage = Dictionary(pins.map { ($0.model, $0) }, uniquingKeysWith: { a, _ in a })
 
         // Every model directory, the inodes it links, and who else links them.
         var models: [Candidate] = []
@@ -90,10 +104,18 @@ public struct GarbageCollector: Sendable {
         var total = sizes.values.reduce(0, +)
 
         // Garbage that belongs to nobody.
-        for (path, bytes) in try unlinkedBlobs() + garbageInTmp(aggressive: aggressive) {
-            result.bytesReclaimable += bytes
-            if !dryRun {
-                do { try FileSystem.unlink(path); result.bytesReclaimed += bytes } catch { result.errors.append("\(error)") }
+        for garbage in try unlinkedBlobs() + garbageInTmp(aggressive: aggressive) {
+            if dryRun {
+                result.bytesReclaimable += garbage.bytes
+                continue
+            }
+            do {
+                if try garbage.remove() {
+                    result.bytesReclaimable += garbage.bytes
+                    result.bytesReclaimed += garbage.bytes
+                }
+            } catch {
+                result.errors.append("\(garbage.path): \(error)")
             }
         }
 
@@ -118,7 +140,7 @@ public struct GarbageCollector: Sendable {
             if only != nil {
                 reason = "asked for by name"
             } else if let maxModelAge, idle > maxModelAge {
-                reason = "idle \(Int(idle / 86400)) days (max age \(Int(maxModelAge / 86400)) days)"
+                reason = "idle \(Self.days(idle)) days (max age \(Self.days(maxModelAge)) days)"
             } else if let maxTotalSize, total > maxTotalSize {
                 reason = "cache \(ByteSize.format(total)) over max size \(ByteSize.format(maxTotalSize))"
                     + (aggressive ? " (largest first)" : " (least recently used)")
@@ -150,38 +172,75 @@ public struct GarbageCollector: Sendable {
         return result
     }
 
+    /// Whole days in `seconds`, for messages (any number, never a trap).
+    static func days(_ seconds: Double) -> Int {
+        let days = (seconds / 86400).rounded(.down)
+        return days.isFinite ? Int(max(-1e15, min(days, 1e15))) : 0
+    }
+
     /// Bytes removing `model` frees: the inodes only it links.
     private func freed(_ model: Candidate, _ owners: [UInt64: Int], _ sizes: [UInt64: Int64]) -> Int64 {
         Set(model.files.filter { owners[$0.inode] == 1 }.map(\.inode)).reduce(0) { $0 + (sizes[$1] ?? 0) }
     }
 
-    /// Deletes a model directory under its exclusive lock, then every blob it leaves unlinked.
+    /// Deletes a model directory under its exclusive lock (never following a symlink in it),
+    /// then every blob it leaves unlinked.
     private func remove(_ model: Candidate, blobs: [String]) throws {
         guard let lock = try engine.locks.tryAcquire(LockManager.modelLockName(model.name)) else {
             throw OrchestratorError.lockTimeout(resource: model.name, timeout: 0)
         }
         defer { lock.release() }
-        try FileManager.default.removeItem(atPath: resolver.modelsDir + "/" + model.name)
-        for blob in blobs where ((try? FileSystem.info(blob))??.linkCount ?? 0) == 1 {
-            try? FileSystem.unlink(blob)
+        try engine.root.root(create: false).subdirectory("wan22").removeTree(model.name)
+        for blob in blobs {
+            _ = try? removeBlob((blob as NSString).lastPathComponent)
         }
         try? engine.state()?.forget(model: model.name)
     }
 
-    /// Blobs no model directory links (link count 1).
-    private func unlinkedBlobs() throws -> [(String, Int64)] {
-        try DiskUsage.regularFiles(under: resolver.blobsDir).filter { $0.1.linkCount == 1 }.map { ($0.0, $0.1.allocatedBytes) }
+    /// One thing GC may delete, and how.
+    struct Garbage {
+        let path: String
+        let bytes: Int64
+        /// Deletes it; false when it turned out to be in use (or gone) after all.
+        let remove: () throws -> Bool
     }
 
-    /// Quarantined files always; with `aggressive`, partial downloads no process is fetching.
-    private func garbageInTmp(aggressive: Bool) throws -> [(String, Int64)] {
-        var garbage = try DiskUsage.regularFiles(under: resolver.tmpDir + "/quarantine").map { ($0.0, $0.1.allocatedBytes) }
+    /// Removes the blob `sha256` if no model links it, under its file lock (so no commit or
+    /// fetch of that content runs meanwhile).
+    private func removeBlob(_ sha256: String) throws -> Bool {
+        guard Hex.isSHA256(sha256), let lock = try engine.locks.tryAcquire(LockManager.fileLockName(sha256)) else { return false }
+        defer { lock.release() }
+        let directory = try engine.root.blobDirectory(sha256: sha256, create: false)
+        guard let info = try directory.info(sha256), info.kind != .regular || info.linkCount == 1 else { return false }
+        return try directory.remove(sha256)
+    }
+
+    /// Blobs no model directory links (link count 1).
+    private func unlinkedBlobs() throws -> [Garbage] {
+        try DiskUsage.regularFiles(under: resolver.blobsDir).filter { $0.1.linkCount == 1 }.map { path, info in
+            Garbage(path: path, bytes: info.allocatedBytes) { try removeBlob((path as NSString).lastPathComponent) }
+        }
+    }
+
+    /// Quarantined files always; with `aggressive`, partial downloads no process is fetching:
+    /// each removed under its file lock, taken without waiting (a fetch that holds it keeps
+    /// its file; one that let go of it notices the file is gone and starts over).
+    private func garbageInTmp(aggressive: Bool) throws -> [Garbage] {
+        var garbage = try DiskUsage.regularFiles(under: resolver.tmpDir + "/quarantine").map { path, info in
+            Garbage(path: path, bytes: info.allocatedBytes) {
+                try engine.root.quarantine().remove((path as NSString).lastPathComponent)
+            }
+        }
         guard aggressive else { return garbage }
         for (path, info) in try DiskUsage.regularFiles(under: resolver.tmpDir) where !path.contains("/quarantine/") {
             let name = (path as NSString).lastPathComponent
             let sha = String(name.prefix(64))
-            guard Hex.isSHA256(sha), !engine.locks.isLocked(LockManager.fileLockName(sha)) else { continue }
-            garbage.append((path, info.allocatedBytes))
+            guard Hex.isSHA256(sha), (path as NSString).deletingLastPathComponent == resolver.tmpDir else { continue }
+            garbage.append(Garbage(path: path, bytes: info.allocatedBytes) {
+                guard let lock = try engine.locks.tryAcquire(LockManager.fileLockName(sha)) else { return false }
+                defer { lock.release() }
+                return try engine.root.tmp(create: false).remove(name)
+            })
         }
         return garbage
     }

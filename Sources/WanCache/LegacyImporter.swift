@@ -89,7 +89,7 @@ public struct LegacyImporter: Sendable {
             let owners = candidates.filter { $0.file.sha256 == digest }
             guard !owners.isEmpty, foundContent.insert(digest).inserted else { continue }
             let targets = owners.map { engine.modelKey($0.spec) + "/" + $0.file.path }
-            let cached = FileManager.default.fileExists(atPath: engine.resolver.blobPath(sha256: digest))
+            let cached = engine.blobExists(FileSpec(path: path, size: info.size, sha256: digest))
             analysis.matches.append(Match(legacyPath: path, sha256: digest, size: info.size, targets: targets.sorted(), cached: cached))
             if cached {
                 analysis.alreadyCached += 1
@@ -104,7 +104,7 @@ public struct LegacyImporter: Sendable {
                 let spec = model.narrowed(to: variant)
                 let available = spec.files.filter { !$0.optional }.allSatisfy { file in
                     foundContent.contains(file.sha256) || engine.isLinked(file, in: engine.resolver.localDir(spec))
-                        || FileManager.default.fileExists(atPath: engine.resolver.blobPath(sha256: file.sha256))
+                        || engine.blobExists(file)
                 }
                 if available && !spec.files.isEmpty { analysis.completeModels.append(engine.modelKey(spec)) }
             }
@@ -117,17 +117,17 @@ public struct LegacyImporter: Sendable {
     public func execute(_ folder: String) throws -> Execution {
         let analysis = try analyze(folder)
         var execution = Execution(analysis: analysis)
-        let resolver = engine.resolver
         try engine.checkSpace(needed: analysis.bytesToImport)
         for match in analysis.matches {
+            let content = FileSpec(path: match.legacyPath, size: match.size, sha256: match.sha256)
             do {
-                let blob = resolver.blobPath(sha256: match.sha256)
-                if !FileManager.default.fileExists(atPath: blob) {
-                    try copyVerified(match, to: blob)
+                if !engine.blobExists(content) {
+                    try copyVerified(match, as: content)
                     execution.imported.append(match.legacyPath)
                 }
                 for target in match.targets {
-                    try engine.link(blob: blob, to: resolver.modelsDir + "/" + target)
+                    guard let slash = target.firstIndex(of: "/") else { continue }
+                    try engine.link(content, into: String(target[..<slash]), at: String(target[target.index(after: slash)...]))
                     execution.linked += 1
                 }
             } catch {
@@ -137,19 +137,20 @@ public struct LegacyImporter: Sendable {
         return execution
     }
 
-    private func copyVerified(_ match: Match, to blob: String) throws {
-        let resolver = engine.resolver
-        try FileSystem.createDirectories(resolver.tmpDir)
-        let temporary = resolver.tmpDir + "/\(match.sha256).import-\(ProcessInfo.processInfo.processIdentifier)"
+    /// Copies the legacy file into `.tmp/`, hashing it as it goes, and commits it as a blob
+    /// when its digest and size are the content's.
+    private func copyVerified(_ match: Match, as content: FileSpec) throws {
+        let tmp = try engine.root.tmp()
+        let temporary = "\(match.sha256).import-\(CacheRoot.uniqueSuffix())"
         let source = try FileDescriptor.open(match.legacyPath, .readOnly)
         defer { source.close() }
-        let target = try FileDescriptor.open(temporary, .writeOnly, create: true, truncate: true)
+        let target = try tmp.openFile(temporary, .readWrite, create: true, exclusive: true)
         var committed = false
         defer {
             target.close()
-            if !committed { try? FileSystem.unlink(temporary) }
+            if !committed { _ = try? tmp.remove(temporary) }
         }
-        let hasher = SHA256Hasher()
+        let digest = WholeFileDigest(size: match.size)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 4096)
         defer { buffer.deallocate() }
         var offset: Int64 = 0
@@ -157,18 +158,14 @@ public struct LegacyImporter: Sendable {
             let n = try source.read(into: buffer, at: offset)
             if n == 0 { break }
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
-            hasher.update(chunk)
             try target.write(chunk, at: offset)
+            digest.wrote(chunk, at: offset)
             offset += Int64(n)
         }
-        let digest = hasher.finalize().hex
-        guard digest == match.sha256, offset == match.size else {
-            throw OrchestratorError.checksumMismatch(path: match.legacyPath, expected: match.sha256, actual: digest)
+        guard offset == match.size, let hex = digest.finish() else {
+            throw OrchestratorError.checksumMismatch(path: match.legacyPath, expected: match.sha256, actual: "size \(offset)")
         }
-        try target.sync()
-        try target.setPermissions(0o444)
-        try FileSystem.createDirectories((blob as NSString).deletingLastPathComponent)
-        try FileSystem.rename(temporary, to: blob)
+        try BlobStore(root: engine.root).commit(temporary: temporary, descriptor: target, content: content, digest: hex)
         committed = true
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import WanCore
 import WanSystem
 
@@ -6,12 +7,15 @@ import WanSystem
 ///
 /// Locks are `flock`s, so the kernel drops them when their owner dies: no stale lock can
 /// outlive its process. The lock files themselves stay (empty or naming the last owner).
+/// They are created 0644 by whoever locks first and are never opened through a symlink: a
+/// symlink planted at a lock's path is removed and a real file created in its place.
+/// (`flock` needs no write access, so a lock file created by another user still locks.)
 ///
 /// - Model locks: **shared** while a model is in use (being ensured, verified, or read
 ///   through the mount); **exclusive** to remove it (GC, `--force`). `isLocked` asks
 ///   whether anyone holds it in any mode.
 /// - File locks (per content sha256): **exclusive** while a process owns the fetch of that
-///   content; others wait or follow its progress.
+///   content, or removes its partial file or blob (GC, `--force`); others wait or follow.
 public final class LockManager: Sendable {
     public enum Mode: Sendable { case shared, exclusive }
 
@@ -29,7 +33,7 @@ public final class LockManager: Sendable {
 
         public func release() {
             guard let descriptor else { return }
-            try? descriptor.unlock()
+            try? descriptor.unlock()   // closing drops the lock anyway
             descriptor.close()
             self.descriptor = nil
         }
@@ -37,14 +41,24 @@ public final class LockManager: Sendable {
         deinit { release() }
     }
 
+    /// The lock directory's path (for messages and `diagnose`).
     public let directory: String
+    /// The directory the lock directory is walked from (followed if a symlink), and the walk.
+    private let base: String
+    private let relative: String
 
+    /// Locks in `directory` (opened as given, symlinks included: for tests and tools).
     public init(directory: String) {
         self.directory = directory
+        self.base = directory
+        self.relative = ""
     }
 
-    public convenience init(resolver: ModelResolver) {
-        self.init(directory: resolver.locksDir)
+    /// Locks in `MODELS_ROOT/.locks`, reached without following a symlink below MODELS_ROOT.
+    public init(resolver: ModelResolver) {
+        self.directory = resolver.locksDir
+        self.base = resolver.modelsRoot
+        self.relative = ".locks"
     }
 
     func path(_ name: String) -> String { directory + "/" + name + ".lock" }
@@ -62,16 +76,14 @@ public final class LockManager: Sendable {
 
     /// Takes `name` in `mode` if nobody holds it in a conflicting mode; nil otherwise.
     public func tryAcquire(_ name: String, mode: Mode = .exclusive) throws(SystemError) -> Lock? {
-        let file = path(name)
-        try FileSystem.createDirectories((file as NSString).deletingLastPathComponent)
-        let fd = try FileDescriptor.open(file, .readWrite, create: true, permissions: 0o666)
+        let (fd, writable) = try open(name)
         do {
             guard try fd.lock(exclusive: mode == .exclusive, wait: false) else {
                 fd.close()
                 return nil
             }
-            if mode == .exclusive {
-                // For `wan models diagnose`: who holds it. Best effort.
+            if mode == .exclusive && writable {
+                // For `wan models diagnose`: who holds it. Best effort: the lock is what counts.
                 try? fd.truncate(to: 0)
                 try? fd.write(Array("pid \(ProcessInfo.processInfo.processIdentifier) since \(Date())\n".utf8), at: 0)
             }
@@ -79,6 +91,21 @@ public final class LockManager: Sendable {
         } catch {
             fd.close()
             throw error
+        }
+    }
+
+    /// Opens (creating) the lock file of `name`, never through a symlink.
+    private func open(_ name: String) throws(SystemError) -> (FileDescriptor, writable: Bool) {
+        let parts = name.split(separator: "/").map(String.init)
+        guard let last = parts.last else { throw SystemError(errno: EINVAL, operation: "lock (empty name)", path: directory) }
+        let folder = ([relative] + parts.dropLast()).filter { !$0.isEmpty }.joined(separator: "/")
+        let parent = try Directory.open(base, create: true).subdirectory(folder, create: true)
+        let file = last + ".lock"
+        do {
+            return (try parent.createOrOpenRegular(file, permissions: 0o644), true)
+        } catch where error.errno == EACCES {
+            // Created by another user (0644): flock works on a read-only descriptor too.
+            return (try parent.openFile(file, .readOnly), false)
         }
     }
 

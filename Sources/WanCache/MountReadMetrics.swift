@@ -66,9 +66,18 @@ public struct MountReadMetrics: Codable, Sendable, Equatable {
         return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).compactMap { name in
             guard name.hasSuffix(".json"), let data = FileManager.default.contents(atPath: directory + "/" + name),
                   let metrics = try? decoder.decode(MountReadMetrics.self, from: data),
-                  metrics.latencyCounts.count == latencyBuckets.count + 1,   // another version's buckets: skip
+                  metrics.isPlausible,   // another version's buckets, or a file someone edited: skip
                   kill(metrics.pid, 0) == 0 || errno == EPERM else { return nil }
             return metrics
         }
+    }
+
+    /// Whether the numbers can be a mount's: a real process id, no negative count, a finite
+    /// latency sum, this version's buckets. (Anyone who can write `.state/` can write this
+    /// file; `kill(0, 0)` or `kill(-1, 0)` would "find" a live process.)
+    public var isPlausible: Bool {
+        pid > 1 && latencyCounts.count == Self.latencyBuckets.count + 1
+            && ([bytesFromCache, bytesFromOrigin, cacheHits, cacheMisses] + latencyCounts).allSatisfy { $0 >= 0 }
+            && inFlightFetches >= 0 && latencySum.isFinite && latencySum >= 0
     }
 }

@@ -122,6 +122,11 @@ public final class StateStore: Sendable {
                 t.column("value", .text).notNull()
             }
         }
+        // v3: a CORRUPT mark names the size it was found with: one manifest's wrong entry for
+        // a sha256 must not mark another manifest's right one.
+        migrator.registerMigration("v3") { db in
+            try db.alter(table: "file_states") { t in t.add(column: "size", .integer) }
+        }
         return migrator
     }
 
@@ -270,25 +275,36 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// A content's mark: CORRUPT, why, and the size it was found with (nil: any size).
+    public struct FileMark: Sendable, Equatable {
+        public let state: ModelState
+        public let detail: String?
+        public let size: Int64?
+    }
+
     /// Marks content as CORRUPT (or clears the mark with `nil`).
-    public func setFileState(_ state: ModelState?, sha256: String, detail: String? = nil) throws {
+    public func setFileState(_ state: ModelState?, sha256: String, size: Int64? = nil, detail: String? = nil) throws {
         try database.write { db in
             if let state {
                 try db.execute(sql: """
-                    INSERT INTO file_states (sha256, state, detail, updated_at) VALUES (?, ?, ?, ?)
-                    ON CONFLICT(sha256) DO UPDATE SET state = excluded.state, detail = excluded.detail, updated_at = excluded.updated_at
-                    """, arguments: [sha256, state.rawValue, detail, Date().timeIntervalSince1970])
+                    INSERT INTO file_states (sha256, state, detail, updated_at, size) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT(sha256) DO UPDATE SET state = excluded.state, detail = excluded.detail,
+                        updated_at = excluded.updated_at, size = excluded.size
+                    """, arguments: [sha256, state.rawValue, detail, Date().timeIntervalSince1970, size])
             } else {
                 try db.execute(sql: "DELETE FROM file_states WHERE sha256 = ?", arguments: [sha256])
             }
         }
     }
 
-    public func fileStates() throws -> [String: (state: ModelState, detail: String?)] {
+    /// Every content's mark, by sha256.
+    public func fileMarks() throws -> [String: FileMark] {
         try database.read { db in
-            var result: [String: (ModelState, String?)] = [:]
+            var result: [String: FileMark] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT * FROM file_states") {
-                if let state = ModelState(rawValue: row["state"]) { result[row["sha256"]] = (state, row["detail"]) }
+                if let state = ModelState(rawValue: row["state"]) {
+                    result[row["sha256"]] = FileMark(state: state, detail: row["detail"], size: row["size"])
+                }
             }
             return result
         }

@@ -69,6 +69,10 @@ public enum DurationText {
         guard let value = Double(number), value.isFinite, value >= 0 else {
             throw .configInvalid(key: key, message: "'\(text)' is not a duration; use seconds or a number with s, m, h, d or w (e.g. 30d)")
         }
-        return value * multiplier
+        let seconds = value * multiplier
+        guard seconds <= 1e11 else {
+            throw .configInvalid(key: key, message: "'\(text)' is longer than any duration wanfs accepts (about 3000 years)")
+        }
+        return seconds
     }
 }

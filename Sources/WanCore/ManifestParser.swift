@@ -45,10 +45,27 @@ struct ManifestParser {
             foldedIDs[spec.modelID.lowercased()] = spec.modelID
             models.append(spec)
         }
+        checkContentSizes(models)
         return Manifest(schemaVersion: schemaVersion, models: models.sorted { $0.modelID < $1.modelID })
     }
 
     // MARK: - Document level
+
+    /// A sha256 names one content, so one size: two sizes for one sha256 mean one entry is wrong.
+    private mutating func checkContentSizes(_ models: [ModelSpec]) {
+        var seen: [String: (size: Int64, model: String, path: String)] = [:]
+        for model in models {
+            for file in model.files {
+                if let first = seen[file.sha256] {
+                    if first.size != file.size {
+                        issue(model.modelID, file.path, "sha256 \(file.sha256) is listed with size \(file.size) here and \(first.size) at \(first.model) \(first.path): one content has one size")
+                    }
+                } else {
+                    seen[file.sha256] = (file.size, model.modelID, file.path)
+                }
+            }
+        }
+    }
 
     private mutating func checkSchemaVersion(_ value: ManifestValue?) -> Int64? {
         let supported = Manifest.supportedSchemaVersions.map(String.init).joined(separator: ", ")
@@ -157,6 +174,15 @@ struct ManifestParser {
         }
 
         let files = parseFiles(table["files"], reader: &reader, variants: variants)
+        // Every total of the model's sizes must be a number: together they stay below the largest file size.
+        var total: Int64 = 0
+        for file in files {
+            guard let sum = total.checkedAdding(file.size), sum <= FileSpec.maxSize else {
+                reader.issue("files", "the files' sizes add up to more than \(FileSpec.maxSize) bytes")
+                break
+            }
+            total = sum
+        }
         let vram = table["vram_estimation"].flatMap { parseVram($0, reader: &reader) }
         let defaults = table["defaults"].flatMap { parseDefaults($0, reader: &reader) }
         reader.consume("files", "vram_estimation", "defaults")
@@ -219,7 +245,9 @@ struct ManifestParser {
         let chunks = reader.strings("chunks")
 
         if let p = path, let problem = PathRules.problem(with: p) { reader.issue(nil, problem) }
-        if let size, size < 0 { reader.issue("size", "size must be >= 0, found \(size)") }
+        if let size, size < 0 || size > FileSpec.maxSize {
+            reader.issue("size", "size must be between 0 and \(FileSpec.maxSize) (\(ByteSize.format(FileSpec.maxSize))), found \(size)")
+        }
         if let digest = sha256 {
             if Hex.isSHA256(digest) { sha256 = digest.lowercased() } else {
                 reader.issue("sha256", "sha256 must be 64 hex characters, found '\(digest)' (\(digest.count) characters)")
@@ -233,14 +261,20 @@ struct ManifestParser {
             }
         }
         var chunkDigests: [String]?
-        if let chunkSize, chunkSize <= 0 { reader.issue("chunk_size", "chunk_size must be > 0, found \(chunkSize)") }
+        let validChunkSize = chunkSize.map { (1...FileSpec.maxChunkSize).contains($0) } ?? false
+        if let chunkSize, !validChunkSize {
+            reader.issue("chunk_size", "chunk_size must be between 1 and \(FileSpec.maxChunkSize) (\(ByteSize.format(FileSpec.maxChunkSize))), found \(chunkSize)")
+        }
+        if size == 0 && (chunkSize != nil || chunks != nil) {
+            reader.issue("chunks", "an empty file has no chunks: remove chunk_size and chunks")
+        }
         if let chunks {
             chunkDigests = chunks.map { $0.lowercased() }
             if let bad = chunks.firstIndex(where: { !Hex.isSHA256($0) }) {
                 reader.issue("chunks", "chunks[\(bad)] is not 64 hex characters")
             }
-            if let chunkSize, chunkSize > 0, let size, size >= 0 {
-                let expected = (size + chunkSize - 1) / chunkSize
+            if let chunkSize, validChunkSize, let size, size > 0, size <= FileSpec.maxSize {
+                let expected = size / chunkSize + (size % chunkSize == 0 ? 0 : 1)
                 if Int64(chunks.count) != expected {
                     reader.issue("chunks", "\(chunks.count) chunk digests do not cover the file: size \(size) with chunk_size \(chunkSize) needs \(expected)")
                 }

@@ -15,6 +15,11 @@ public struct FileSpec: Hashable, Sendable, Codable {
     /// Lower-case hex sha256 of each chunk, in order; they cover the file exactly.
     public let chunks: [String]?
 
+    /// The largest file a manifest may describe (1 PiB): sizes, and sums of them, always fit.
+    public static let maxSize: Int64 = 1 << 50
+    /// The largest chunk (64 GiB): a chunk is hashed before any byte of it is served.
+    public static let maxChunkSize: Int64 = 1 << 36
+
     public init(path: String, size: Int64, sha256: String, optional: Bool = false,
                 variant: String? = nil, chunkSize: Int64? = nil, chunks: [String]? = nil) {
         self.path = path
@@ -155,7 +160,7 @@ public struct ModelSpec: Hashable, Sendable, Codable {
     }
 
     /// Total size of `files`.
-    public var totalSize: Int64 { files.reduce(0) { $0 + $1.size } }
+    public var totalSize: Int64 { files.reduce(0) { $0.addingClamped($1.size) } }
 
     /// This spec narrowed to `variant` (which must be one of `variants`, or nil when there are none).
     public func narrowed(to variant: String?) -> ModelSpec {

@@ -49,6 +49,14 @@ public struct OrchestratorConfig: Sendable, Equatable {
     public var downloadTimeout: Double = 3600
     /// Per-request budget in seconds (connect + a stalled transfer); `timeout=` on the mount.
     public var requestTimeout: Double = 30
+    /// The slowest a transfer may be (bytes per second, averaged over `request_timeout`) before
+    /// it counts as stalled and is retried or failed over (`min_transfer_rate`).
+    public var minTransferRate: Int64 = 16 * 1024
+    /// The longest one read through the mount waits for its bytes, whatever the retries
+    /// (`read_timeout`; `read_timeout=` on the mount). Then it fails with EIO.
+    public var readTimeout: Double = 60
+    /// Seconds before content found bad at every source is tried again (`corrupt_retry_interval`).
+    public var corruptRetryInterval: Double = 60
     public var retryAttempts = 3
     public var retryBackoffFactor = 2.0
     /// Parallel connections per source for one large file.
@@ -130,7 +138,7 @@ public struct OrchestratorConfig: Sendable, Equatable {
         "request_timeout", "retry_attempts", "retry_backoff_factor", "max_connections_per_source", "chunk_size",
         "bandwidth_limit", "enable_garbage_collection", "max_total_size", "max_model_age", "hf_cache_dir",
         "hf_endpoint", "s3_endpoint_url", "s3_region", "s3_force_path_style", "http_headers", "enable_metrics",
-        "log_level",
+        "log_level", "min_transfer_rate", "read_timeout", "corrupt_retry_interval",
     ]
 
     mutating func apply(configFile path: String) throws(OrchestratorError) {
@@ -168,26 +176,33 @@ public struct OrchestratorConfig: Sendable, Equatable {
             }
             return Int(n)
         }
-        func number(min: Double) throws(OrchestratorError) -> Double {
+        func number(min: Double, max: Double = 1e9) throws(OrchestratorError) -> Double {
             guard let n = value.numberValue else { throw bad("a number") }
-            guard n >= min, n.isFinite else { throw .configInvalid(key: name, message: "must be >= \(min), found \(n)") }
+            guard n >= min, n <= max, n.isFinite else {
+                throw .configInvalid(key: name, message: "must be between \(Int(min)) and \(Int(max)), found \(n)")
+            }
             return n
         }
         func bool() throws(OrchestratorError) -> Bool {
             guard let b = value.boolValue else { throw bad("true or false") }
             return b
         }
-        func size() throws(OrchestratorError) -> Int64 {
-            if let n = value.integerValue, n > 0 { return n }
+        func size(max: Int64 = 1 << 60) throws(OrchestratorError) -> Int64 {
+            var bytes: Int64?
+            if let n = value.integerValue, n > 0 { bytes = n }
             if let s = value.stringValue {
                 do {
-                    return try ByteSize.parse(s)
+                    bytes = try ByteSize.parse(s)
                 } catch {
                     guard case .configInvalid(_, let reason) = error else { throw error }
                     throw .configInvalid(key: name, message: "'\(s)': \(reason)")
                 }
             }
-            throw bad("a positive byte count or a size such as \"100GB\"")
+            guard let bytes else { throw bad("a positive byte count or a size such as \"100GB\"") }
+            guard bytes > 0, bytes <= max else {
+                throw .configInvalid(key: name, message: "must be between 1 and \(ByteSize.format(max)), found \(bytes)")
+            }
+            return bytes
         }
 
         switch key {
@@ -195,17 +210,25 @@ public struct OrchestratorConfig: Sendable, Equatable {
         case "manifest_path": manifestPath = try string()
         case "local_root": localRoot = try string()
         case "max_concurrent_downloads": maxConcurrentDownloads = try integer(1...64)
-        case "download_timeout": downloadTimeout = try number(min: 1)
-        case "request_timeout": requestTimeout = try number(min: 1)
+        case "download_timeout": downloadTimeout = try number(min: 1, max: 30 * 86400)
+        case "request_timeout": requestTimeout = try number(min: 1, max: 3600)
+        case "min_transfer_rate": minTransferRate = try size(max: 1 << 40)
+        case "read_timeout": readTimeout = try number(min: 1, max: 3600)
+        case "corrupt_retry_interval": corruptRetryInterval = try number(min: 0, max: 86400)
         case "retry_attempts": retryAttempts = try integer(0...20)
-        case "retry_backoff_factor": retryBackoffFactor = try number(min: 1)
+        case "retry_backoff_factor": retryBackoffFactor = try number(min: 1, max: 100)
         case "max_connections_per_source": maxConnectionsPerSource = try integer(1...64)
-        case "chunk_size": chunkSize = try size()
+        case "chunk_size": chunkSize = try size(max: 1 << 30)
         case "bandwidth_limit": bandwidthLimit = try size()
         case "enable_garbage_collection": enableGarbageCollection = try bool()
         case "max_total_size": maxTotalSize = try size()
         case "max_model_age":
-            if let days = value.numberValue { maxModelAge = days * 86400 } else {
+            if let days = value.numberValue {
+                guard days.isFinite, (0...1_000_000).contains(days) else {
+                    throw .configInvalid(key: name, message: "must be between 0 and 1000000 days, found \(days)")
+                }
+                maxModelAge = days * 86400
+            } else {
                 maxModelAge = try DurationText.parse(try string(), key: name)
             }
         case "hf_cache_dir": hfCacheDir = try string()

@@ -23,6 +23,11 @@ public struct MountOptions: Sendable, Equatable {
     public var timeout: Double?
     /// `retries=N`: per request. Default 3.
     public var retries: Int?
+    /// `read_timeout=SECONDS`: the longest one read waits for its bytes, whatever the retries
+    /// (then EIO). Default 60.
+    public var readTimeout: Double?
+    /// `min_rate=SIZE`: bytes per second below which a transfer counts as stalled. Default 16KiB.
+    public var minRate: Int64?
     /// `hydrate=lazy|open`: `open` fetches a whole file in the background when it is opened.
     public var hydrateOnOpen = false
     /// `config=PATH`: a config file.
@@ -56,7 +61,7 @@ public struct MountOptions: Sendable, Equatable {
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
-                        "retries=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "debug"]
+                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "debug"]
 
     /// Parses `mount.wanfs` arguments: `MODELS_ROOT MOUNTPOINT [-o opts] [-f] [-n] [-v] [-s]`
     /// (options may come before or after the two paths, and `-o` may repeat).
@@ -117,20 +122,24 @@ public struct MountOptions: Sendable, Equatable {
         case "allow_other": allowOther = true
         case "prefetch":
             let text = try need()
-            maxReadahead = ["off", "0", "none"].contains(text) ? 0 : try size(key, text)
+            maxReadahead = ["off", "0", "none"].contains(text) ? 0 : try size(key, text, within: 1...(64 << 30))
         case "max_connections": maxConnections = try integer(key, try need(), 1...64)
         case "cache_max": cacheMax = try size(key, try need())
         case "timeout":
             guard let seconds = Double(try need()), seconds >= 1, seconds <= 3600 else { throw invalid(key, "must be seconds between 1 and 3600") }
             timeout = seconds
         case "retries": retries = try integer(key, try need(), 0...20)
+        case "read_timeout":
+            guard let seconds = Double(try need()), seconds >= 1, seconds <= 3600 else { throw invalid(key, "must be seconds between 1 and 3600") }
+            readTimeout = seconds
+        case "min_rate": minRate = try size(key, try need(), within: 1...(1 << 40))
         case "hydrate":
             switch try need() {
             case "open": hydrateOnOpen = true
             case "lazy", "none": hydrateOnOpen = false
             default: throw invalid(key, "is '\(value ?? "")'; use hydrate=lazy or hydrate=open")
             }
-        case "max_read": maxRead = Int(try size(key, try need()))
+        case "max_read": maxRead = Int(try size(key, try need(), within: 4096...(128 << 20)))
         case "passthrough":
             switch try need() {
             case "auto", "on": passthrough = true
@@ -151,12 +160,17 @@ public struct MountOptions: Sendable, Equatable {
         }
     }
 
-    private func size(_ key: String, _ text: String) throws(OrchestratorError) -> Int64 {
+    private func size(_ key: String, _ text: String, within limits: ClosedRange<Int64> = 1...(1 << 60)) throws(OrchestratorError) -> Int64 {
+        let bytes: Int64
         do {
-            return try ByteSize.parse(text)
+            bytes = try ByteSize.parse(text)
         } catch {
             throw invalid(key, "'\(text)' is not a size (e.g. 256MiB, 100GB)")
         }
+        guard limits.contains(bytes) else {
+            throw invalid(key, "must be between \(ByteSize.format(limits.lowerBound)) and \(ByteSize.format(limits.upperBound)), found '\(text)'")
+        }
+        return bytes
     }
 
     private func integer(_ key: String, _ text: String, _ range: ClosedRange<Int>) throws(OrchestratorError) -> Int {
@@ -182,6 +196,8 @@ public struct MountOptions: Sendable, Equatable {
         var config = try OrchestratorConfig.load(environment: environment, configPath: config, modelsRoot: modelsRoot, manifestPath: manifest)
         if let timeout { config.requestTimeout = timeout }
         if let retries { config.retryAttempts = retries }
+        if let readTimeout { config.readTimeout = readTimeout }
+        if let minRate { config.minTransferRate = minRate }
         if let maxConnections { config.maxConnectionsPerSource = maxConnections }
         if let cacheMax { config.maxTotalSize = cacheMax }
         return config

@@ -69,8 +69,8 @@ public final class Mounter: @unchecked Sendable {
             var fsSettings = WanFileSystem.Settings()
             fsSettings.maxReadahead = options.maxReadahead
             fsSettings.hydrateOnOpen = options.hydrateOnOpen
-            // Every read is bounded: per-request timeout, times the tries.
-            fsSettings.readTimeout = config.requestTimeout * Double(config.retryAttempts + 1)
+            // Every read is bounded, whatever the retries (`read_timeout`, default 60 s).
+            fsSettings.readTimeout = config.readTimeout
             fsSettings.mountpoint = options.mountpoint
             fsSettings.passthrough = options.passthrough
             fsSettings.directIO = options.directIO
@@ -120,8 +120,14 @@ public final class Mounter: @unchecked Sendable {
         let logger = self.logger
         Thread.detachNewThread {
             while !stop.isCancelled {
-                if let result = try? GarbageCollector(engine: engine, maxTotalSize: limit).collect(), !result.modelsRemoved.isEmpty {
-                    logger.info("gc: removed \(result.modelsRemoved.joined(separator: ", ")), reclaimed \(result.bytesReclaimed) bytes")
+                do {
+                    let result = try GarbageCollector(engine: engine, maxTotalSize: limit).collect()
+                    if !result.modelsRemoved.isEmpty {
+                        logger.info("gc: removed \(result.modelsRemoved.joined(separator: ", ")), reclaimed \(result.bytesReclaimed) bytes")
+                    }
+                    for error in result.errors { logger.warning("gc: \(error)") }
+                } catch {
+                    logger.error("gc (cache_max): \(error)")
                 }
                 for _ in 0..<600 where !stop.isCancelled { Thread.sleep(forTimeInterval: 1) }
             }

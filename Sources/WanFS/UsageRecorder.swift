@@ -3,8 +3,10 @@ import WanCache
 
 /// Counts what the mount serves (opens, bytes, last access per model) into the state
 /// database, in batches every few seconds, and holds a shared model lock while any file of
-/// a model is open, so GC never removes a model in use. It also keeps the read metrics
-/// (cache or origin, latency) and publishes them for the sidecar's `/metrics`.
+/// a model is open, so GC never removes a model in use (a lock it cannot take at the open,
+/// because a collection holds it that instant, is tried again every second until held). It
+/// also keeps the read metrics (cache or origin, latency) and publishes them for the
+/// sidecar's `/metrics`, and has the engine let go of blobs removed on disk.
 final class UsageRecorder: @unchecked Sendable {
     private let engine: CacheEngine
     private let lock = NSLock()
@@ -19,11 +21,16 @@ final class UsageRecorder: @unchecked Sendable {
     init(engine: CacheEngine, mountpoint: String, flushInterval: Double = 5) {
         self.engine = engine
         metrics = MountReadMetrics(pid: getpid(), mountpoint: mountpoint)
+        let ticksPerFlush = max(1, Int(flushInterval.rounded()))
         let thread = Thread { [weak self] in
+            var tick = 0
             while true {
-                Thread.sleep(forTimeInterval: flushInterval)
+                Thread.sleep(forTimeInterval: 1)
                 guard let self, !self.isStopped else { return }
-                self.flush()
+                self.takeMissingLocks()
+                engine.releaseRemovedBlobs()
+                tick += 1
+                if tick % ticksPerFlush == 0 { self.flush() }
             }
         }
         thread.name = "wan-usage"
@@ -42,9 +49,26 @@ final class UsageRecorder: @unchecked Sendable {
         defer { lock.unlock() }
         opens[model, default: 0] += 1
         openFiles[model, default: 0] += 1
-        if openFiles[model] == 1, modelLocks[model] == nil {
-            modelLocks[model] = try? engine.locks.tryAcquire(LockManager.modelLockName(model), mode: .shared)
-        }
+        if modelLocks[model] == nil { takeLock(model) }
+    }
+
+    /// Takes `model`'s shared lock if it can now (lock held). A failure leaves it to the next tick.
+    private func takeLock(_ model: String) {
+        if let held = try? engine.locks.tryAcquire(LockManager.modelLockName(model), mode: .shared) { modelLocks[model] = held }
+    }
+
+    /// Models with open files whose lock could not be taken yet: try again.
+    private func takeMissingLocks() {
+        lock.lock()
+        defer { lock.unlock() }
+        for model in openFiles.keys where modelLocks[model] == nil { takeLock(model) }
+    }
+
+    /// Whether `model` is held in use (for tests).
+    func holdsLock(_ model: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return modelLocks[model] != nil
     }
 
     func closed(model: String) {

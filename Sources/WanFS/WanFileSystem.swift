@@ -285,7 +285,7 @@ public final class WanFileSystem: @unchecked Sendable {
     }
 
     private func source(of file: FileSpec) -> String? {
-        if let live = engine.liveFetcher(sha256: file.sha256)?.snapshot.lastSource { return live }
+        if let live = engine.liveFetcher(file)?.snapshot.lastSource { return live }
         guard let state = (try? engine.state(create: false)) ?? nil, let history = try? state.downloads() else { return nil }
         return history.first { $0.sha256 == file.sha256 && $0.outcome == "completed" }?.source
     }

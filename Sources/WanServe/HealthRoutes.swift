@@ -235,9 +235,8 @@ final class HealthChecks: Sendable {
         }
         var relinked = false
         for file in spec.files where result.missingFiles.contains(file.path) {
-            let blob = engine.resolver.blobPath(sha256: file.sha256)
-            guard FileManager.default.fileExists(atPath: blob) else { continue }
-            try engine.link(blob: blob, to: engine.resolver.localDir(spec) + "/" + file.path)
+            guard engine.blobExists(file) else { continue }
+            try engine.link(file, into: engine.modelKey(spec), at: file.path)
             relinked = true
         }
         if relinked { actions.append("relink") }

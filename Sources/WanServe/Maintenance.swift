@@ -82,7 +82,13 @@ final class Maintenance: Sendable {
         var collector = GarbageCollector(engine: engine, maxModelAge: engine.config.maxModelAge)
         collector.maxTotalSize = target   // the live setting, even when it is none
         let gc = collector
-        let result = try? await Blocking.run { try gc.collect(dryRun: false) }
+        let result: GCResult?
+        do {
+            result = try await Blocking.run { try gc.collect(dryRun: false) }
+        } catch {
+            result = nil
+            logger.error("scheduled gc: \(error)")
+        }
         counters.withLock {
             $0.gcRuns += 1
             $0.gcBytesReclaimed += result?.bytesReclaimed ?? 0

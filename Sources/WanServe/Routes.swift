@@ -278,7 +278,9 @@ struct Routes: Sendable {
     /// (written here: the histogram arrives as bucket counts, which swift-prometheus cannot take).
     static func mountMetrics(_ mounts: [MountReadMetrics]) -> String {
         var lines: [String] = []
-        func sum<T: AdditiveArithmetic>(_ value: (MountReadMetrics) -> T) -> T { mounts.reduce(.zero) { $0 + value($1) } }
+        // Counts from files other processes wrote: summed without ever overflowing.
+        func sum(_ value: (MountReadMetrics) -> Int64) -> Int64 { mounts.reduce(0) { $0.addingClamped(max(0, value($1))) } }
+        func sum(_ value: (MountReadMetrics) -> Double) -> Double { mounts.reduce(0) { $0 + value($1) } }
         lines += ["# HELP wan_read_bytes_total Bytes served through the mounts, by whether they were cached or had to be fetched.",
                   "# TYPE wan_read_bytes_total counter",
                   "wan_read_bytes_total{served_from=\"cache\"} \(sum(\.bytesFromCache))",
@@ -296,10 +298,10 @@ struct Routes: Sendable {
                   "# TYPE wan_read_latency_seconds histogram"]
         var cumulative: Int64 = 0
         for (index, bound) in MountReadMetrics.latencyBuckets.enumerated() {
-            cumulative += sum { $0.latencyCounts[index] }
+            cumulative = cumulative.addingClamped(sum { $0.latencyCounts[index] })
             lines.append("wan_read_latency_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
         }
-        cumulative += sum { $0.latencyCounts[MountReadMetrics.latencyBuckets.count] }
+        cumulative = cumulative.addingClamped(sum { $0.latencyCounts[MountReadMetrics.latencyBuckets.count] })
         lines += ["wan_read_latency_seconds_bucket{le=\"+Inf\"} \(cumulative)",
                   "wan_read_latency_seconds_sum \(sum(\.latencySum))",
                   "wan_read_latency_seconds_count \(cumulative)"]

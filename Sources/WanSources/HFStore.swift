@@ -56,22 +56,24 @@ public struct HFStore: StorageBackend {
                 guard let location = response.header("location") else {
                     throw SourceError(.protocolViolation, source: displayName, message: "redirect for \(path) without Location", status: response.status)
                 }
-                let next = HTTPClient.resolve(location, against: url)
+                let next = try HTTPClient.followable(location, from: url)
                 // A same-host redirect without LFS headers (renamed repo, moved revision): follow it.
                 if response.header("x-linked-size") == nil && HTTPClient.authority(of: next) == HTTPClient.authority(of: url) {
                     url = next
                     continue
                 }
-                guard let size = response.header("x-linked-size").flatMap({ Int64($0) }) else {
-                    throw SourceError(.protocolViolation, source: displayName, message: "redirect for \(path) without X-Linked-Size", status: response.status)
+                guard let text = response.header("x-linked-size"), let size = Int64(strictDecimal: text) else {
+                    throw SourceError(.protocolViolation, source: displayName,
+                                      message: "redirect for \(path) without a usable X-Linked-Size (\(response.header("x-linked-size")?.prefix(40) ?? "none"))",
+                                      status: response.status)
                 }
                 locations.store(path, url: next)
                 let linkedEtag = response.header("x-linked-etag").map(HFStore.unquote)
                 return RemoteFile(path: path, size: size, etag: linkedEtag,
                                   sha256: linkedEtag.flatMap { Hex.isSHA256($0) ? $0.lowercased() : nil }, revision: commit)
             }
-            guard let size = response.header("content-length").flatMap({ Int64($0) }) else {
-                throw SourceError(.protocolViolation, source: displayName, message: "HEAD \(path) gave no Content-Length", status: response.status)
+            guard let size = response.header("content-length").flatMap({ Int64(strictDecimal: $0) }) else {
+                throw SourceError(.protocolViolation, source: displayName, message: "HEAD \(path) gave no usable Content-Length", status: response.status)
             }
             locations.store(path, url: nil)
             return RemoteFile(path: path, size: size, etag: response.header("etag").map(HFStore.unquote), revision: commit)
@@ -117,17 +119,23 @@ public struct HFStore: StorageBackend {
         while let next = url, pages < 10_000 {
             pages += 1
             let sink = DataSink()
-            let response = try client.send(HTTPRequest(.get, url: next, headers: authHeaders), into: sink, cancel: cancel) {
+            // The token goes to the endpoint's own host only, never to a host a Link header names.
+            let sameHost = HTTPClient.authority(of: next) == HTTPClient.authority(of: endpoint)
+            let response = try client.send(HTTPRequest(.get, url: next, headers: sameHost ? authHeaders : []), into: sink, cancel: cancel) {
                 classify($0, path: prefix.isEmpty ? "(tree)" : prefix)
             }
             guard let entries = try? JSONDecoder().decode([TreeEntry].self, from: Data(sink.bytes)) else {
                 throw SourceError(.protocolViolation, source: displayName, message: "the tree listing is not the Hub's JSON")
             }
             for entry in entries where entry.type == "file" {
-                files.append(RemoteFile(path: entry.path, size: entry.lfs?.size ?? entry.size ?? 0, etag: entry.oid,
+                let size = entry.lfs?.size ?? entry.size ?? 0
+                guard size >= 0 else {
+                    throw SourceError(.protocolViolation, source: displayName, message: "the tree listing gives \(entry.path.prefix(200)) a negative size (\(size))")
+                }
+                files.append(RemoteFile(path: entry.path, size: size, etag: entry.oid,
                                         sha256: entry.lfs?.oid, revision: response.header("x-repo-commit")))
             }
-            url = HFStore.nextLink(response.header("link")).map { HTTPClient.resolve($0, against: next) }
+            url = try HFStore.nextLink(response.header("link")).map { link throws(SourceError) in try HTTPClient.followable(link, from: next) }
         }
         return files.sorted { $0.path < $1.path }
     }

@@ -2,25 +2,29 @@ import Foundation
 import Synchronization
 
 /// The HTTP behaviour every HTTP-based store shares, on top of ``HTTPEngine``: redirects
-/// (with credentials dropped when the host changes), retries with backoff, ranged reads
-/// that resume where a broken transfer stopped, and the timeouts of the configuration.
+/// (http and https only, never from https down to http, credentials dropped when the host
+/// changes), retries with backoff, ranged reads that resume where a broken transfer stopped,
+/// and the timeouts of the configuration.
 public struct HTTPClient: Sendable {
     public let engine: HTTPEngine
     public let retry: RetryPolicy
     /// Per-request budgets (`request_timeout`).
     public var connectTimeout: Double
     public var stallTimeout: Double
+    /// Bytes per second below which a transfer counts as stalled (`min_transfer_rate`).
+    public var minRate: Int64
     /// Caps the receive rate of every transfer of this client, together.
     public var limiter: BandwidthLimiter?
     /// Headers that must never follow a redirect to another host.
-    public var credentialHeaders: Set<String> = ["authorization"]
+    public var credentialHeaders: Set<String> = ["authorization", "x-amz-security-token"]
 
     public init(engine: HTTPEngine = .shared, retry: RetryPolicy = RetryPolicy(), requestTimeout: Double = 30,
-                maxBytesPerSecond: Int64? = nil) {
+                minRate: Int64 = 16 * 1024, maxBytesPerSecond: Int64? = nil) {
         self.engine = engine
         self.retry = retry
         self.connectTimeout = requestTimeout
         self.stallTimeout = requestTimeout
+        self.minRate = minRate
         self.limiter = maxBytesPerSecond.map { BandwidthLimiter(bytesPerSecond: $0) }
     }
 
@@ -61,11 +65,12 @@ public struct HTTPClient: Sendable {
         var request = original
         request.connectTimeout = connectTimeout
         request.stallTimeout = stallTimeout
+        request.minRate = minRate
         request.limiter = request.limiter ?? limiter
         for _ in 0...5 {
             let response = try engine.perform(request, into: sink, cancel: cancel)
             if followRedirects, [301, 302, 303, 307, 308].contains(response.status), let location = response.header("location") {
-                request = redirect(request, to: location)
+                request = try redirect(request, to: location)
                 continue
             }
             if let error = classify(response) { throw error }
@@ -75,13 +80,30 @@ public struct HTTPClient: Sendable {
     }
 
     /// The request re-aimed at `location`; credential headers are dropped when the host changes.
-    func redirect(_ request: HTTPRequest, to location: String) -> HTTPRequest {
+    /// - Throws: a `.protocolViolation` for a scheme other than http and https, or https to http.
+    func redirect(_ request: HTTPRequest, to location: String) throws(SourceError) -> HTTPRequest {
         var next = request
-        next.url = HTTPClient.resolve(location, against: request.url)
+        next.url = try HTTPClient.followable(location, from: request.url)
         if HTTPClient.authority(of: next.url) != HTTPClient.authority(of: request.url) {
             next.headers = request.headers.filter { !credentialHeaders.contains($0.name.lowercased()) }
         }
         return next
+    }
+
+    /// Where a redirect (or a paging link) from `base` to `location` leads, if wanfs may go
+    /// there: http or https only, and never from https down to http.
+    public static func followable(_ location: String, from base: String) throws(SourceError) -> String {
+        let target = resolve(location, against: base)
+        let scheme = target.prefix { $0 != ":" }.lowercased()
+        guard target.contains("://"), scheme == "http" || scheme == "https" else {
+            throw SourceError(.protocolViolation, source: redacted(base),
+                              message: "refusing a redirect to '\(redacted(target).prefix(100))': only http and https are fetched")
+        }
+        if base.lowercased().hasPrefix("https:") && scheme == "http" {
+            throw SourceError(.protocolViolation, source: redacted(base),
+                              message: "refusing a redirect from https down to http (\(redacted(target).prefix(100)))")
+        }
+        return target
     }
 
     /// `scheme://host:port` of a URL.
@@ -93,7 +115,13 @@ public struct HTTPClient: Sendable {
 
     /// Resolves a Location header (absolute, scheme-relative or path) against the request URL.
     static func resolve(_ location: String, against base: String) -> String {
-        if location.contains("://") { return location }
+        // An absolute URL starts with a scheme (letters, digits, + - .) and a colon: `file:/x`
+        // and `gopher:x` are absolute too, and must be seen as such to be refused.
+        if let colon = location.firstIndex(of: ":"), !location[..<colon].isEmpty,
+           location[..<colon].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }),
+           location.first?.isLetter == true {
+            return location
+        }
         if location.hasPrefix("//"), let colon = base.firstIndex(of: ":") { return base[..<colon] + ":" + location }
         if location.hasPrefix("/") { return authority(of: base) + location }
         var directory = base

@@ -20,8 +20,12 @@ public struct HTTPRequest: Sendable {
     public var connectTimeout: Double = 30
     /// Seconds without a single byte before the transfer is abandoned.
     public var stallTimeout: Double = 30
-    /// Seconds for the whole transfer; nil is unbounded (large files take long legitimately).
+    /// Seconds for the whole transfer; nil: connect, plus the stall window, plus the bytes
+    /// asked for at `minRate` (a slow body counts too).
     public var totalTimeout: Double?
+    /// The slowest the body may arrive, in bytes per second averaged over `stallTimeout`,
+    /// before the transfer is abandoned as stalled (0: only a transfer that receives nothing).
+    public var minRate: Int64 = 0
     /// Receive-rate cap, shared with the other transfers that use the same limiter.
     public var limiter: BandwidthLimiter?
 
@@ -50,7 +54,8 @@ public struct HTTPResponse: Sendable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 
-/// `Content-Range: bytes first-last/total`.
+/// `Content-Range: bytes first-last/total`, parsed as hostile input: digits only, no number
+/// past what a file offset can hold, `first <= last < total`. Anything else is nil.
 public struct ContentRange: Equatable, Sendable {
     public let range: Range<Int64>
     /// nil for `*`.
@@ -59,13 +64,18 @@ public struct ContentRange: Equatable, Sendable {
     public init?(header: String) {
         let parts = header.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bytes" else { return nil }
-        let spanAndTotal = parts[1].split(separator: "/", maxSplits: 1)
+        let spanAndTotal = parts[1].split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard spanAndTotal.count == 2 else { return nil }
-        let bounds = spanAndTotal[0].split(separator: "-", maxSplits: 1)
-        guard bounds.count == 2, let first = Int64(bounds[0]), let last = Int64(bounds[1]), first <= last else { return nil }
-        range = first..<(last + 1)
-        total = spanAndTotal[1] == "*" ? nil : Int64(spanAndTotal[1])
-        if spanAndTotal[1] != "*" && total == nil { return nil }
+        let bounds = spanAndTotal[0].split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard bounds.count == 2, let first = Int64(strictDecimal: bounds[0]), let last = Int64(strictDecimal: bounds[1]),
+              first <= last, let end = last.checkedAdding(1) else { return nil }
+        if spanAndTotal[1] == "*" {
+            total = nil
+        } else {
+            guard let total = Int64(strictDecimal: spanAndTotal[1]), end <= total else { return nil }
+            self.total = total
+        }
+        range = first..<end
     }
 }
 
@@ -117,6 +127,30 @@ public final class HTTPEngine: Sendable {
     }
 }
 
+extension HTTPRequest {
+    /// The minimum rate this request is held to: `minRate`, lowered under a bandwidth cap so
+    /// that a transfer the cap slows down is not taken for a stalled one.
+    var effectiveMinRate: Int64 {
+        guard let cap = limiter?.bytesPerSecond, cap > 0 else { return minRate }
+        return min(minRate, cap / 64)
+    }
+
+    /// Seconds the whole request may take: `totalTimeout`, else connecting, the stall window,
+    /// and the bytes asked for at the minimum rate.
+    var deadline: Double {
+        if let totalTimeout { return totalTimeout }
+        let rate = Double(max(1, effectiveMinRate))
+        let bytes = Double(range.map { $0.count } ?? 0)
+        return connectTimeout + stallTimeout + (effectiveMinRate > 0 ? bytes / rate : 86400)
+    }
+}
+
+/// Seconds as libcurl's milliseconds, held within what a `long` option takes (never a trap).
+func milliseconds(_ seconds: Double) -> Int {
+    guard seconds.isFinite else { return Int(Int32.max) }
+    return Int(max(1, min(seconds * 1000, Double(Int32.max))))
+}
+
 /// One easy handle. Used by one thread at a time (the pool hands it out exclusively).
 final class CurlHandle: @unchecked Sendable {
     private let raw: UnsafeMutableRawPointer
@@ -141,15 +175,22 @@ final class CurlHandle: @unchecked Sendable {
 
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         _ = wan_curl_setopt_string(raw, CURLOPT_URL, request.url)
+        // Only http and https, ever: a URL or a redirect naming file://, gopher://, dict://,
+        // ftp:// ... is refused by libcurl itself (redirects are followed by HTTPClient, which
+        // refuses them too).
+        _ = wan_curl_setopt_string(raw, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = wan_curl_setopt_string(raw, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         _ = wan_curl_setopt_long(raw, CURLOPT_NOSIGNAL, 1)
         _ = wan_curl_setopt_long(raw, CURLOPT_FOLLOWLOCATION, 0)
         _ = wan_curl_setopt_long(raw, CURLOPT_TCP_KEEPALIVE, 1)
         _ = wan_curl_setopt_long(raw, CURLOPT_BUFFERSIZE, 512 * 1024)
         _ = wan_curl_setopt_long(raw, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
-        _ = wan_curl_setopt_long(raw, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout * 1000))
-        _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_LIMIT, 1)
-        _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.stallTimeout.rounded(.up))))
-        if let total = request.totalTimeout { _ = wan_curl_setopt_long(raw, CURLOPT_TIMEOUT_MS, Int(total * 1000)) }
+        _ = wan_curl_setopt_long(raw, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request.connectTimeout))
+        // Stalled: below the minimum rate for a whole stall window (a frozen origin sends
+        // nothing; a trickling one a few bytes a second). A shaped download lowers it.
+        _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_LIMIT, max(1, Int(request.effectiveMinRate)))
+        _ = wan_curl_setopt_long(raw, CURLOPT_LOW_SPEED_TIME, milliseconds(request.stallTimeout) / 1000 + 1)
+        _ = wan_curl_setopt_long(raw, CURLOPT_TIMEOUT_MS, milliseconds(request.deadline))
         if let caBundle { _ = wan_curl_setopt_string(raw, CURLOPT_CAINFO, caBundle) }
         if request.method == .head { _ = wan_curl_setopt_long(raw, CURLOPT_NOBODY, 1) }
         if let range = request.range { _ = wan_curl_setopt_string(raw, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound - 1)") }
@@ -205,6 +246,9 @@ final class Transfer: @unchecked Sendable {
 
     private var status = 0
     private var headers: [String: String] = [:]
+    /// Headers that came more than once with different values (a response must not say two
+    /// things about its own length or range).
+    private var conflicting = Set<String>()
     private var errorBody: [UInt8] = []
     private var received: Int64 = 0
     /// Where body byte 0 goes in the file, once the response is accepted.
@@ -228,13 +272,16 @@ final class Transfer: @unchecked Sendable {
         if text.hasPrefix("HTTP/") {
             // A new response (after 100-continue or a proxy CONNECT): start over.
             headers = [:]
+            conflicting = []
             let fields = text.split(separator: " ")
-            status = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
+            status = fields.count > 1 ? Int64(strictDecimal: fields[1]).map { Int($0) } ?? 0 : 0
             return
         }
         guard let colon = text.firstIndex(of: ":") else { return }
         let name = text[..<colon].lowercased()
-        headers[name] = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        let value = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        if let earlier = headers[name], earlier != value { conflicting.insert(name) }
+        headers[name] = value
     }
 
     /// Returns false to abort the transfer.
@@ -273,9 +320,19 @@ final class Transfer: @unchecked Sendable {
         return true
     }
 
-    /// Checks a 2xx response against the request before any body byte is used.
+    /// Checks a 2xx response against the request before any body byte is used. Every number
+    /// in it is hostile until checked: a bad one fails this request (the next source is asked).
     private func acceptSuccess() -> SourceError? {
-        let contentLength = headers["content-length"].flatMap { Int64($0) }
+        for name in ["content-length", "content-range"] where conflicting.contains(name) {
+            return SourceError(.protocolViolation, source: source, message: "the response has several different \(name) headers", status: status)
+        }
+        var contentLength: Int64?
+        if let text = headers["content-length"] {
+            guard let value = Int64(strictDecimal: text) else {
+                return SourceError(.protocolViolation, source: source, message: "unusable Content-Length '\(text.prefix(64))'", status: status)
+            }
+            contentLength = value
+        }
         guard let range = request.range else {
             bodyOffset = 0
             expectedLength = contentLength
@@ -284,14 +341,18 @@ final class Transfer: @unchecked Sendable {
         if let header = headers["content-range"] {
             // Judged by Content-Range, not by status: some servers answer 200 with a Content-Range.
             guard let contentRange = ContentRange(header: header) else {
-                return SourceError(.protocolViolation, source: source, message: "unparseable Content-Range '\(header)'", status: status)
+                return SourceError(.protocolViolation, source: source, message: "unparseable Content-Range '\(header.prefix(100))'", status: status)
+            }
+            if let total = contentRange.total, let size = request.fileSize, total != size {
+                return SourceError(.protocolViolation, source: source,
+                                   message: "the server's file is \(total) bytes, the manifest says \(size) (\(header.prefix(100)))", status: status)
             }
             guard contentRange.range == range else {
                 return SourceError(.protocolViolation, source: source,
-                                   message: "asked for bytes \(range.lowerBound)-\(range.upperBound - 1) but the server sent \(header)", status: status)
+                                   message: "asked for bytes \(range.lowerBound)-\(range.upperBound - 1) but the server sent \(header.prefix(100))", status: status)
             }
             if let contentLength, contentLength != Int64(range.count) {
-                return SourceError(.protocolViolation, source: source, message: "Content-Length \(contentLength) does not match the \(range.count) bytes of \(header)", status: status)
+                return SourceError(.protocolViolation, source: source, message: "Content-Length \(contentLength) does not match the \(range.count) bytes of \(header.prefix(100))", status: status)
             }
         } else if status == 200, range.lowerBound == 0, let size = request.fileSize, range.upperBound == size,
                   contentLength == nil || contentLength == size {

@@ -30,8 +30,8 @@ public struct HttpStore: StorageBackend {
         let response = try client.send(HTTPRequest(.head, url: url(path), headers: headers), cancel: cancel) {
             HTTPClient.standardClassification(source: source, path: path, $0)
         }
-        guard let size = response.header("content-length").flatMap({ Int64($0) }) else {
-            throw SourceError(.protocolViolation, source: source, message: "HEAD \(path) gave no Content-Length", status: response.status)
+        guard let size = response.header("content-length").flatMap({ Int64(strictDecimal: $0) }) else {
+            throw SourceError(.protocolViolation, source: source, message: "HEAD \(path) gave no usable Content-Length", status: response.status)
         }
         return RemoteFile(path: path, size: size, etag: response.header("etag"))
     }

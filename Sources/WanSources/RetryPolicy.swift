@@ -33,7 +33,7 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Seconds to wait before retry number `retry` (1-based) after `error`: exponential with
     /// "equal jitter" (half fixed, half random), or the server's Retry-After.
     public func delay(beforeRetry retry: Int, after error: SourceError) -> Double {
-        if let asked = error.retryAfter { return min(max(asked, 0), maxRetryAfter) }
+        if let asked = error.retryAfter, asked.isFinite { return min(max(asked, 0), maxRetryAfter) }
         let exponential = min(maxDelay, baseDelay * pow(backoffFactor, Double(retry - 1)))
         return exponential / 2 + Double.random(in: 0...(exponential / 2))
     }
@@ -62,10 +62,12 @@ public struct RetryPolicy: Sendable, Equatable {
         }
     }
 
-    /// Parses `Retry-After`: delta-seconds or an HTTP date.
+    /// Parses `Retry-After`: delta-seconds (digits only) or an HTTP date; anything else
+    /// (negative, fractional, `inf`, `nan`, absurdly long) is ignored.
     public static func parseRetryAfter(_ value: String?, now: Date = Date()) -> Double? {
-        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value) { return max(0, seconds) }
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty, value.count <= 64 else { return nil }
+        if let seconds = Int64(strictDecimal: value) { return Double(seconds) }
+        if value.first?.isNumber == true || value.first == "-" || value.first == "+" { return nil }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")

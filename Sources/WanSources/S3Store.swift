@@ -99,8 +99,8 @@ public struct S3Store: StorageBackend {
         let key = key(path)
         do throws(SourceError) {
             let response = try client.send(request(.head, key: key), cancel: cancel) { classify($0, key: key) }
-            guard let size = response.header("content-length").flatMap({ Int64($0) }) else {
-                throw SourceError(.protocolViolation, source: displayName, message: "HEAD \(key) gave no Content-Length")
+            guard let size = response.header("content-length").flatMap({ Int64(strictDecimal: $0) }) else {
+                throw SourceError(.protocolViolation, source: displayName, message: "HEAD \(key) gave no usable Content-Length")
             }
             return RemoteFile(path: path, size: size, etag: response.header("etag"))
         } catch where [SourceError.Kind.unauthorized, .forbidden, .misconfigured].contains(error.kind) {
@@ -137,10 +137,12 @@ public struct S3Store: StorageBackend {
                 throw SourceError(.protocolViolation, source: displayName, message: "ListObjectsV2 answer is not XML")
             }
             let keys = xml.all("ListBucketResult/Contents/Key")
-            let sizes = xml.all("ListBucketResult/Contents/Size").compactMap { Int64($0) }
+            let sizeTexts = xml.all("ListBucketResult/Contents/Size")
+            let sizes = sizeTexts.compactMap { Int64(strictDecimal: $0) }
             let etags = xml.all("ListBucketResult/Contents/ETag")
-            guard keys.count == sizes.count else {
-                throw SourceError(.protocolViolation, source: displayName, message: "ListObjectsV2 answer has \(keys.count) keys but \(sizes.count) sizes")
+            guard keys.count == sizeTexts.count, sizes.count == sizeTexts.count else {
+                throw SourceError(.protocolViolation, source: displayName,
+                                  message: "ListObjectsV2 answer has \(keys.count) keys and \(sizeTexts.count) sizes, \(sizes.count) of them usable")
             }
             for (i, key) in keys.enumerated() where !key.hasSuffix("/") {
                 let relative = prefix.isEmpty ? key : String(key.dropFirst(prefix.count + 1))

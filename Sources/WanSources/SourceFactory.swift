@@ -13,7 +13,7 @@ public struct SourceFactory: Sendable {
         self.config = config
         self.localRoot = config.localSourceRoot(manifestDirectory: manifestDirectory)
         var client = HTTPClient(engine: engine, retry: RetryPolicy(config), requestTimeout: config.requestTimeout,
-                                maxBytesPerSecond: config.bandwidthLimit)
+                                minRate: config.minTransferRate, maxBytesPerSecond: config.bandwidthLimit)
         if let limiter { client.limiter = limiter }
         self.client = client
     }

@@ -132,6 +132,22 @@ public struct FileInfo: Sendable, Hashable {
     }
 }
 
+extension FileInfo {
+    /// Which file this is: the same pair means the same file, whatever its names.
+    public var identity: FileIdentity { FileIdentity(device: device, inode: inode) }
+}
+
+/// A file's device and inode numbers.
+public struct FileIdentity: Sendable, Hashable, CustomStringConvertible {
+    public let device: UInt64
+    public let inode: UInt64
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+    public var description: String { "\(device):\(inode)" }
+}
+
 /// Space on the filesystem holding a path.
 public struct FileSystemSpace: Sendable, Hashable, Codable {
     public let totalBytes: Int64

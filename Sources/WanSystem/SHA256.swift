@@ -20,9 +20,10 @@ public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
 
 /// Streaming sha256 over OpenSSL's EVP interface (uses SHA-NI where the CPU has it).
 ///
-/// Not thread-safe: one hasher per stream. `copy()` forks the state, e.g. to read the
-/// digest of a prefix while continuing to hash.
-public final class SHA256Hasher {
+/// Not thread-safe: one hasher per stream, used by one thread at a time (it may be handed
+/// between threads behind a lock, hence `Sendable`). `copy()` forks the state, e.g. to read
+/// the digest of a prefix while continuing to hash.
+public final class SHA256Hasher: @unchecked Sendable {
     private let context: OpaquePointer
 
     public init() {

@@ -132,6 +132,59 @@ enum Sys {
         _ = try syscall("mkdir", path: path) { Glibc.mkdir(path, mode) }
     }
 
+    // The *at family: relative to an open directory, so no path component above it is
+    // looked up again (and, with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW, no symlink is followed).
+
+    static func openat(_ directory: Int32, _ name: String, _ flags: Int32, _ mode: mode_t, path: String) throws(SystemError) -> Int32 {
+        try syscall("openat", path: path) { Glibc.openat(directory, name, flags, mode) }
+    }
+
+    static func mkdirat(_ directory: Int32, _ name: String, _ mode: mode_t, path: String) throws(SystemError) {
+        _ = try syscall("mkdirat", path: path) { Glibc.mkdirat(directory, name, mode) }
+    }
+
+    static func renameat(_ fromDirectory: Int32, _ from: String, _ toDirectory: Int32, _ to: String, path: String) throws(SystemError) {
+        _ = try syscall("renameat", path: path) { Glibc.renameat(fromDirectory, from, toDirectory, to) }
+    }
+
+    static func linkat(_ fromDirectory: Int32, _ from: String, _ toDirectory: Int32, _ to: String, path: String) throws(SystemError) {
+        _ = try syscall("linkat", path: path) { Glibc.linkat(fromDirectory, from, toDirectory, to, 0) }
+    }
+
+    static func unlinkat(_ directory: Int32, _ name: String, _ flags: Int32, path: String) throws(SystemError) {
+        _ = try syscall("unlinkat", path: path) { Glibc.unlinkat(directory, name, flags) }
+    }
+
+    static func statat(_ directory: Int32, _ name: String, path: String) throws(SystemError) -> stat {
+        var info = stat()
+        _ = try syscall("fstatat", path: path) { fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) }
+        return info
+    }
+
+    /// The names in an open directory (without `.` and `..`); the descriptor stays open.
+    static func directoryEntries(_ directory: Int32, path: String) throws(SystemError) -> [String] {
+        let copy = try syscall("dup", path: path) { Glibc.dup(directory) }
+        guard let stream = fdopendir(copy) else {
+            let code = errno
+            Glibc.close(copy)
+            throw SystemError(errno: code, operation: "fdopendir", path: path)
+        }
+        defer { closedir(stream) }
+        rewinddir(stream)
+        var names: [String] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(stream) else {
+                if errno != 0 { throw SystemError(errno: errno, operation: "readdir", path: path) }
+                return names
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+    }
+
     static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [0, 0]
         _ = try syscall("pipe") { Glibc.pipe(&fds) }

@@ -6,6 +6,8 @@ import WanTestSupport
 @Suite struct ModelsCommandTests {
     static let zeros = String(repeating: "0", count: 64)
     static let ones = String(repeating: "1", count: 64)
+    /// One sha256 per content: a content has one size.
+    static func digest(_ digit: Character) -> String { String(repeating: digit, count: 64) }
 
     /// Two models; `shared@1.0` and `other@1.0` both contain a 7-byte `shared.bin`.
     static let manifest = """
@@ -20,12 +22,12 @@ import WanTestSupport
     [[models."shared@1.0".files]]
     path = "unet/w.bin"
     size = 100
-    sha256 = "\(ones)"
+    sha256 = "\(digest("2"))"
     variant = "fp16"
     [[models."shared@1.0".files]]
     path = "unet/w.bin"
     size = 50
-    sha256 = "\(ones)"
+    sha256 = "\(digest("3"))"
     variant = "bf16"
     [[models."shared@1.0".files]]
     path = "shared.bin"
@@ -42,7 +44,7 @@ import WanTestSupport
     [[models."other@1.0".files]]
     path = "big.bin"
     size = 1000
-    sha256 = "\(zeros)"
+    sha256 = "\(digest("4"))"
     [models."other@1.0".sources]
     priority = ["s3://bucket/other"]
     """
@@ -76,7 +78,7 @@ import WanTestSupport
         let bad = try dir.write("bad.toml", Self.badManifest)
         let human = try WanProcess.run(["models", "validate-manifest", "--manifest", bad])
         #expect(human.status == 2)
-        for fragment in ["nover", "version is missing", "../escape.bin", "'..'", "x.bin", "size must be >= 0",
+        for fragment in ["nover", "version is missing", "../escape.bin", "'..'", "x.bin", "size must be between 0 and",
                          "64 hex", "ftp://", "default_variant", "6 error(s)"] {
             #expect(human.stderr.contains(fragment), "missing '\(fragment)' in:\n\(human.stderr)")
         }

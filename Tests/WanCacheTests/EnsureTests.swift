@@ -228,7 +228,9 @@ import WanTestSupport
         var stale = file.data
         stale.replaceSubrange((1 << 20)..<(2 << 20), with: Data(count: 1 << 20))
         try stale.write(to: URL(fileURLWithPath: tmp + "/\(file.sha256).part"))
-        let (log, _) = try RangeMapLog.open(path: tmp + "/\(file.sha256).map", size: Int64(file.data.count), sha256: file.sha256)
+        let part = try #require(try FileSystem.info(tmp + "/\(file.sha256).part")).identity
+        let (log, _) = try RangeMapLog.open(in: try Directory.open(tmp), name: "\(file.sha256).map", size: Int64(file.data.count),
+                                            sha256: file.sha256, partial: part)
         try log.append([0..<(2 << 20)])
         return (cache, try cache.spec("m@1.0.0"), file)
     }
@@ -252,7 +254,7 @@ import WanTestSupport
         #expect(n == 2 << 20)
         let served = Data(buffer) == file.data[0..<(2 << 20)]   // a Bool: a failed expectation on 2 MiB of Data would diff them for minutes
         #expect(served, "chunk 0 (good on disk) kept, chunk 1 (zeros on disk) fetched again")
-        #expect(!fetcher.snapshot.verifiedInPassing, "chunks from an earlier map: the whole file is hashed before its commit")
+        #expect(!fetcher.snapshot.fetchedHere, "chunks from an earlier map: the whole file is read back for its digest")
         try cache.engine.ensure(spec)
         #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data)
         let quarantine = cache.engine.resolver.tmpDir + "/quarantine"
@@ -262,8 +264,8 @@ import WanTestSupport
 
     /// The fetcher lets go of a file between reads once nothing is in flight, and reopens its
     /// range map at the next one. That map holds only what this process wrote and checked
-    /// itself: the file stays verified in passing, so it is not hashed a second time whole.
-    @Test func aMapReopenedByTheSameFetcherKeepsTheFileVerifiedInPassing() throws {
+    /// itself: the whole-file digest goes on from where it was, not read back from the start.
+    @Test func aMapReopenedByTheSameFetcherKeepsItsDigest() throws {
         let model = ModelFixture(modelID: "m@1.0.0", sizes: [("w.bin", 4 << 20)], chunkSize: 1 << 20, seed: 6)
         let dir = try Scratch("wan-reopen-map")
         try model.write(to: dir.path + "/src")
@@ -285,7 +287,8 @@ import WanTestSupport
             Thread.sleep(forTimeInterval: 0.2)
         }
         #expect(fetcher.snapshot.phase == .partial && fetcher.snapshot.bytesPresent == 2 << 20)
-        #expect(fetcher.snapshot.verifiedInPassing, "the reopened map brought nothing this fetcher had not checked")
+        #expect(fetcher.snapshot.fetchedHere, "the reopened map brought nothing this fetcher had not checked")
+        #expect(fetcher.snapshot.digestReadBack == 0, "read in order, every byte was hashed for the whole-file digest as it arrived")
         try cache.engine.ensure(spec)
         #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data)
     }

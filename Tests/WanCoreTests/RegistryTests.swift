@@ -51,7 +51,7 @@ import Testing
         #expect(weights.chunkRange(0) == 0..<4)
         #expect(weights.chunkRange(2) == 8..<10)
         #expect(weights.chunkRange(3) == nil)
-        #expect(spec.files[1].chunks == [])
+        #expect(spec.files[1].chunks == nil, "an empty file has no chunks")
         #expect(spec.files[2].chunkSize == 64 && spec.files[2].chunks == nil)
         #expect(spec.variant == nil && spec.defaultVariant == nil)
     }

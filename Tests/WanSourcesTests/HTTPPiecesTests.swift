@@ -13,10 +13,34 @@ import Testing
         #expect(ContentRange(header: "bytes 0-1/abc") == nil)
     }
 
+    /// Every number in a Content-Range is hostile: no trap, no negative, no overflow.
+    @Test func refusesHostileContentRanges() {
+        let hostile = [
+            "bytes 0-9223372036854775807/*",            // last + 1 overflows
+            "bytes 0-9223372036854775807/9223372036854775807",
+            "bytes 0-99999999999999999999/*",           // past Int64
+            "bytes -5-10/100", "bytes 0--1/100", "bytes +0-10/100", "bytes 0-10/-100",
+            "bytes 0-10/5",                              // a range past its own total
+            "bytes 0-10", "bytes 0-10/", "bytes -/100", "bytes 0 -10/100", "bytes 0-1e3/2000",
+        ]
+        for header in hostile { #expect(ContentRange(header: header) == nil, "\(header)") }
+        #expect(ContentRange(header: "bytes 0-99/100")?.range == 0..<100)
+    }
+
+    @Test func parsesStrictDecimalsOnly() {
+        #expect(Int64(strictDecimal: "123") == 123)
+        for text in ["", "-1", "+1", " 1", "1 ", "1e3", "0x10", "9223372036854775807", "１２"] {
+            #expect(Int64(strictDecimal: text) == nil, "\(text)")
+        }
+    }
+
     @Test func parsesRetryAfter() {
         #expect(RetryPolicy.parseRetryAfter("3") == 3)
         #expect(RetryPolicy.parseRetryAfter(nil) == nil)
         #expect(RetryPolicy.parseRetryAfter("soon") == nil)
+        for hostile in ["-5", "inf", "nan", "1e400", "3.5", "99999999999999999999999", "+3"] {
+            #expect(RetryPolicy.parseRetryAfter(hostile) == nil, "\(hostile)")
+        }
         let now = Date(timeIntervalSince1970: 1_700_000_000)
         let later = RetryPolicy.parseRetryAfter("Tue, 14 Nov 2023 22:13:30 GMT", now: now)
         #expect(later == 10)
@@ -63,7 +87,7 @@ import Testing
         #expect(value == 42 && tries == 2)
     }
 
-    @Test func redirectsResolveAndDropCredentialsAcrossHosts() {
+    @Test func redirectsResolveAndDropCredentialsAcrossHosts() throws {
         #expect(HTTPClient.resolve("/x/y", against: "http://a:1/p/q?z") == "http://a:1/x/y")
         #expect(HTTPClient.resolve("https://cdn/x", against: "http://a/p") == "https://cdn/x")
         #expect(HTTPClient.resolve("//cdn/x", against: "https://a/p") == "https://cdn/x")
@@ -71,12 +95,26 @@ import Testing
         #expect(HTTPClient.authority(of: "http://Host:8/p") == "http://host:8")
 
         let client = HTTPClient()
-        let request = HTTPRequest(.get, url: "http://hub:1/r", headers: [("Authorization", "Bearer t"), ("X-Trace", "1")])
-        let sameHost = client.redirect(request, to: "/other")
-        #expect(sameHost.headers.count == 2)
-        let otherHost = client.redirect(request, to: "http://cdn:2/blob?sig=1")
+        let request = HTTPRequest(.get, url: "http://hub:1/r", headers: [("Authorization", "Bearer t"), ("x-amz-security-token", "s"), ("X-Trace", "1")])
+        let sameHost = try client.redirect(request, to: "/other")
+        #expect(sameHost.headers.count == 3)
+        let otherHost = try client.redirect(request, to: "http://cdn:2/blob?sig=1")
         #expect(otherHost.url == "http://cdn:2/blob?sig=1")
-        #expect(otherHost.headers.map(\.name) == ["X-Trace"])
+        #expect(otherHost.headers.map(\.name) == ["X-Trace"], "neither the bearer token nor the session token follows")
+    }
+
+    /// Only http and https, and never down from https to http.
+    @Test func redirectsToOtherSchemesAreRefused() {
+        let client = HTTPClient()
+        let plain = HTTPRequest(.get, url: "http://origin:1/w.bin")
+        for location in ["file:///etc/passwd", "file:/etc/passwd", "gopher://127.0.0.1:70/x", "dict://127.0.0.1:2628/d",
+                         "ftp://127.0.0.1/x", "FILE:///etc/passwd", "ldap://h/x", "javascript:alert(1)"] {
+            #expect(throws: SourceError.self, "\(location)") { _ = try client.redirect(plain, to: location) }
+        }
+        let secure = HTTPRequest(.get, url: "https://origin/w.bin")
+        #expect(throws: SourceError.self) { _ = try client.redirect(secure, to: "http://cdn/w.bin") }
+        #expect((try? client.redirect(secure, to: "https://cdn/w.bin"))?.url == "https://cdn/w.bin")
+        #expect((try? client.redirect(plain, to: "https://cdn/w.bin"))?.url == "https://cdn/w.bin", "up to https is fine")
     }
 
     @Test func redactsCredentialsAndSignedQueries() {

@@ -30,7 +30,9 @@ struct GC: WanCommand {
     func execute(_ output: Output) async throws {
         let context = try CommandContext(global, output: output)
         let engine = try context.engine()
-        if let maxAge, maxAge < 0 { throw OrchestratorError.configInvalid(key: "--max-age", message: "must be >= 0 days") }
+        if let maxAge, !(0...1_000_000).contains(maxAge) {
+            throw OrchestratorError.configInvalid(key: "--max-age", message: "must be between 0 and 1000000 days, found \(maxAge)")
+        }
         let limit = try maxSize.map { text throws(OrchestratorError) in try ByteSize.parse(text) }
         let collector = GarbageCollector(engine: engine, maxTotalSize: limit, maxModelAge: maxAge.map { $0 * 86400 })
         let result = try collector.collect(dryRun: dryRun, aggressive: aggressive)
