@@ -13,6 +13,15 @@ Serves files from ROOT; the first path segment picks a behaviour applied to the 
   /slow/<file>?bps=1000           trickles the body at that rate
   /hang/<file>                    reads the request, never answers, until the client closes
   /corrupt/<file>?offset=X        one byte flipped (xor 0xff) at X (default size//2)
+  /hostile/<file>?kind=K          a response with absurd numbers in its headers (then the body):
+                                  range-overflow, range-negative, range-past-total, total-mismatch,
+                                  length-negative, length-huge, length-duplicate, range-duplicate,
+                                  retry-after-absurd (503 with Retry-After: ?value=, default 1e400)
+  /redirect/<file>?target=B64     302 to the base64url-encoded URL B64 (file://, gopher://, ...)
+  /chaos/<file>?corrupt=P&reset=P&error=P&seed=N
+                                  per request, at random: flip a byte of the range (P corrupt),
+                                  cut the body half-way (P reset), answer 503 (P error), else
+                                  serve it right; counted in /_stats as "faults"
 
   Options can also be given in the first segment: /error-then-ok;status=500;times=2/<file>.
 
@@ -27,7 +36,9 @@ Usage: fault_server.py --root DIR [--port 18096]
 """
 
 import argparse
+import base64
 import json
+import random
 import os
 import re
 import select
@@ -41,7 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 HOST = "127.0.0.1"
 CHUNK = 64 * 1024
 BEHAVIOURS = {"ok", "close-mid-body", "error-then-ok", "retry-after", "wrong-range", "short",
-              "ignore-range", "slow", "hang", "corrupt"}
+              "ignore-range", "slow", "hang", "corrupt", "hostile", "redirect", "chaos"}
 
 
 class State:
@@ -70,6 +81,12 @@ class State:
                 self.faults[key] = done + 1
                 return True
             return False
+
+    def add_fault(self, key, kind):
+        with self.lock:
+            entry = self.stats.setdefault(key, {"requests": 0, "bytes": 0})
+            faults = entry.setdefault("faults", {})
+            faults[kind] = faults.get(kind, 0) + 1
 
     def snapshot(self):
         with self.lock:
@@ -334,6 +351,88 @@ class Handler(BaseHTTPRequestHandler):
         self.normal(full, flip_at=off)
 
 
+    def b_hostile(self, full):
+        size = os.path.getsize(full)
+        self.mtime = os.path.getmtime(full)
+        kind = self.query.get("kind", "range-overflow")
+        rng = parse_range(self.headers.get("Range"), size)
+        start, end = (0, size - 1) if rng in (None, "unsatisfiable") else rng
+        length = end - start + 1
+        if kind == "retry-after-absurd":
+            self.drain_body()
+            return self.simple(503, b"", headers={"Retry-After": self.query.get("value", "1e400")})
+        headers = [("Accept-Ranges", "bytes")]
+        content_range = "bytes %d-%d/%d" % (start, end, size)
+        content_length = str(length)
+        if kind == "range-overflow":
+            content_range = "bytes 0-9223372036854775807/*"
+        elif kind == "range-negative":
+            content_range = "bytes -5-%d/%d" % (end, size)
+        elif kind == "range-past-total":
+            content_range = "bytes %d-%d/%d" % (start, end, max(0, end - 1))
+        elif kind == "total-mismatch":
+            content_range = "bytes %d-%d/%d" % (start, end, size + 1)
+        elif kind == "length-negative":
+            content_length = "-1"
+        elif kind == "length-huge":
+            content_length = "99999999999999999999999"
+        headers.append(("Content-Range", content_range))
+        headers.append(("Content-Length", content_length))
+        if kind == "length-duplicate":
+            headers.append(("Content-Length", str(length + 1000)))
+        if kind == "range-duplicate":
+            headers.append(("Content-Range", "bytes %d-%d/%d" % (start + 1, end, size)))
+        self.send_response(206)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.body(full, start, length)
+        self.cut()
+
+    def b_redirect(self, full):
+        target = self.query.get("target", "")
+        try:
+            location = base64.urlsafe_b64decode(target + "=" * (-len(target) % 4)).decode()
+        except Exception:
+            return self.simple(400, b"bad target\n")
+        self.simple(302, b"", headers={"Location": location})
+
+    def b_chaos(self, full):
+        if self.command == "HEAD":
+            return self.normal(full)
+        def p(name):
+            try:
+                return float(self.query.get(name, "0"))
+            except ValueError:
+                return 0.0
+        roll = self.server.random.random()
+        corrupt, reset, error = p("corrupt"), p("reset"), p("error")
+        size = os.path.getsize(full)
+        if roll < error:
+            self.server.state.add_fault(self.key, "error")
+            self.drain_body()
+            return self.simple(503, b'{"error": "injected 503"}\n', "application/json")
+        if roll < error + reset:
+            self.server.state.add_fault(self.key, "reset")
+            self.mtime = os.path.getmtime(full)
+            plan = self.plan(size)
+            if plan is None:
+                return
+            code, start, end, h = plan
+            length = end - start + 1
+            self.headers_out(code, length, h)
+            self.body(full, start, length // 2)
+            return self.cut()
+        if roll < error + reset + corrupt:
+            self.server.state.add_fault(self.key, "corrupt")
+            rng = parse_range(self.headers.get("Range"), size)
+            start, end = (0, size - 1) if rng in (None, "unsatisfiable") else rng
+            return self.normal(full, flip_at=self.server.random.randint(start, max(start, end)))
+        self.normal(full)
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -348,6 +447,7 @@ def main():
     s = Server((HOST, a.port), Handler)
     s.root = os.path.abspath(a.root)
     s.state = State()
+    s.random = random.Random(os.environ.get("WAN_FAULT_SEED", "7"))
     print("fault server on http://%s:%d root %s" % (HOST, a.port, s.root), flush=True)
     try:
         s.serve_forever()

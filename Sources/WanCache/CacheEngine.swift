@@ -172,7 +172,8 @@ public final class CacheEngine: @unchecked Sendable {
         for file in spec.files {
             let (fileState, present) = fileStatus(file, in: directory, marks: marks)
             files.append(FileStatus(path: file.path, size: file.size, sha256: file.sha256, optional: file.optional,
-                                    state: fileState, bytesPresent: present))
+                                    state: fileState, bytesPresent: present,
+                                    detail: fileState == .corrupt ? marks[file.sha256]?.detail ?? liveFetcher(file)?.snapshot.error : nil))
         }
         let required = files.filter { !$0.optional }
         let lastVerified = try? state?.lastVerified(model: modelKey(spec))

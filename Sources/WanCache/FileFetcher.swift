@@ -165,6 +165,17 @@ public final class FileFetcher: Sendable {
         }
     }
 
+    /// Why the file cannot be served now (no source had good bytes, and the cool-down is not
+    /// over); nil when it can be tried. A cool-down that is over is ended here.
+    public var unavailableReason: String? {
+        guarded.withLock { s in
+            guard let corrupt = s.corrupt else { return nil }
+            guard corrupt.until <= Date() else { return "\(corrupt.error)" }
+            heal(&s)
+            return nil
+        }
+    }
+
     /// Whether every byte of `range` is already here (a read of it waits for nothing).
     public func isPresent(_ range: Range<Int64>) -> Bool {
         guarded.withLock { $0.phase == .complete || $0.ledger.contains(range) }

@@ -22,19 +22,23 @@ public struct FileStatus: Sendable, Equatable, Codable {
     public let optional: Bool
     public let state: ModelState
     public let bytesPresent: Int64
+    /// Why the file is CORRUPT (which chunk, which sources), when it is.
+    public let detail: String?
 
-    public init(path: String, size: Int64, sha256: String, optional: Bool, state: ModelState, bytesPresent: Int64) {
+    public init(path: String, size: Int64, sha256: String, optional: Bool, state: ModelState, bytesPresent: Int64, detail: String? = nil) {
         self.path = path
         self.size = size
         self.sha256 = sha256
         self.optional = optional
         self.state = state
         self.bytesPresent = bytesPresent
+        self.detail = detail
     }
 
     enum CodingKeys: String, CodingKey {
         case path, size, sha256, optional, state
         case bytesPresent = "bytes_present"
+        case detail
     }
 }
 

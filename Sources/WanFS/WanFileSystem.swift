@@ -151,8 +151,8 @@ public final class WanFileSystem: @unchecked Sendable {
         case .file(let model, let spec, let file):
             let fetcher: FileFetcher
             do { fetcher = try engine.fetcher(for: file, of: spec) } catch { throw .io("\(file.path): \(error)") }
+            if let reason = fetcher.unavailableReason { throw .io("\(file.path): \(reason)") }
             var snapshot = fetcher.snapshot
-            if snapshot.phase == .corrupt { throw .io("\(file.path): \(snapshot.error ?? "CORRUPT")") }
             if file.size == 0 && snapshot.phase != .complete {
                 // Nothing to read, so no read would ever complete it: do it here (no network).
                 do { _ = try fetcher.requireComplete(timeout: settings.readTimeout) } catch { throw .io("\(file.path): \(error)") }

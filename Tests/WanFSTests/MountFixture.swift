@@ -141,11 +141,12 @@ enum Python {
     }
 }
 
-/// Reads a whole file through the mount with `read(2)`; the errno when it fails.
-func readFile(_ path: String) -> Result<Data, POSIXErrorBox> {
+/// Reads a whole file (from `offset` on) through the mount with `read(2)`; the errno when it fails.
+func readFile(_ path: String, from offset: Int = 0) -> Result<Data, POSIXErrorBox> {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { return .failure(POSIXErrorBox(errno: errno)) }
     defer { close(fd) }
+    if offset > 0 && lseek(fd, off_t(offset), SEEK_SET) < 0 { return .failure(POSIXErrorBox(errno: errno)) }
     var data = Data()
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
     while true {

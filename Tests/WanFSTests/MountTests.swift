@@ -486,5 +486,13 @@ final class StoppableOrigin: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    deinit { if process.isRunning { stop() } }
+    /// SIGSTOP: a frozen origin (connections accepted by the kernel, never answered).
+    func freeze() { kill(process.processIdentifier, SIGSTOP) }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGCONT)
+            stop()
+        }
+    }
 }
