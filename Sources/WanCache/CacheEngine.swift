@@ -56,7 +56,7 @@ public final class CacheEngine: @unchecked Sendable {
     public let sources: SourceFactory
     public let scheduler: FetchScheduler
     /// Whole-file digests, at a lower CPU priority than fetching and serving.
-    public let hashWorkers = HashWorkers()
+    public let hashWorkers: HashWorkers
     private let fetchers = Mutex<[String: FileFetcher]>([:])
     private let discardHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
 
@@ -81,6 +81,9 @@ public final class CacheEngine: @unchecked Sendable {
         self.settings = settings ?? Settings(config)
         self.sources = SourceFactory(config: config, manifestDirectory: registry.manifestDirectory, engine: engine, limiter: limiter)
         self.scheduler = FetchScheduler(workers: self.settings.connections, name: self.settings.threadName)
+        // Named after the fetch threads ("wan-fetch" -> "wan-hash"), so a test can single out one engine's threads.
+        let name = self.settings.threadName
+        self.hashWorkers = HashWorkers(name: name.contains("fetch") ? name.replacingOccurrences(of: "fetch", with: "hash") : name + "-h")
     }
 
     deinit {
@@ -303,12 +306,12 @@ public final class CacheEngine: @unchecked Sendable {
         // Unique per thread and process: two threads linking the same path never collide.
         let temporary = ".\(name).wan-link-\(CacheRoot.uniqueSuffix())"
         try blobs.link(file.sha256, to: directory, as: temporary)
-        do {
-            try directory.rename(temporary, to: directory, as: name)
-        } catch {
+        defer {
+            // rename(2) of one hard link onto another of the same file does nothing and leaves
+            // the temporary name (another thread linked the same file first): remove it.
             _ = try? directory.remove(temporary)
-            throw error
         }
+        try directory.rename(temporary, to: directory, as: name)
         try directory.sync()
     }
 

@@ -143,7 +143,7 @@ public final class Directory: Sendable {
     }
 
     /// fsync of the directory itself: the names created, renamed or removed in it are durable.
-    public func sync() throws(SystemError) { try descriptor.sync() }
+    public func sync() throws(SystemError) { try Sys.fsync(descriptor.rawValue, operation: "fsync(directory)", path: path) }
 
     private func fullPath(_ name: String) throws(SystemError) -> String {
         guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {

@@ -74,8 +74,9 @@ enum Sys {
         try syscall("pwrite") { Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
-    static func fsync(_ fd: Int32) throws(SystemError) {
-        _ = try syscall("fsync") { Glibc.fsync(fd) }
+    /// `operation` names it for messages and fault injection ("fsync(directory)" for a directory).
+    static func fsync(_ fd: Int32, operation: String = "fsync", path: String? = nil) throws(SystemError) {
+        _ = try syscall(operation, path: path) { Glibc.fsync(fd) }
     }
 
     static func fdatasync(_ fd: Int32) throws(SystemError) {

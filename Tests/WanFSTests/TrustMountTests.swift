@@ -263,29 +263,73 @@ final class Outcomes: @unchecked Sendable {
     }
 }
 
-/// Lines from a pipe, with a timeout.
-final class LineReader: @unchecked Sendable {
-    private let handle: FileHandle
-    private var buffer = Data()
-    init(_ handle: FileHandle) { self.handle = handle }
-
-    /// The next line, or nil at end of file or after `timeout` seconds.
-    func next(timeout: Double) -> String? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
-                buffer.removeSubrange(buffer.startIndex...newline)
-                return line
-            }
-            var poller = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            guard poll(&poller, 1, 200) >= 0 else { return nil }
-            if poller.revents != 0 {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return nil }
-                buffer.append(chunk)
-            }
+extension TrustMountTests {
+    /// Symlinks planted under MODELS_ROOT, at a partial file, its map and lock files, pointing
+    /// outside: a read through the mount and an ensure never write through them (they are
+    /// replaced by real files). A model directory that is a symlink is refused, not written into.
+    @Test func symlinksUnderTheRootAreNeverFollowed() throws {
+        let prefix = TestServers.uniqueName("symlink")
+        let model = ModelFixture(modelID: "sym@1.0", sizes: [("w.bin", 4 << 20)], chunkSize: 1 << 20, seed: 111)
+        let other = ModelFixture(modelID: "symdir@1.0", sizes: [("v.bin", 1 << 20)], seed: 112)
+        for fixture in [model, other] { for file in fixture.files { try TestServers.putHTTP("\(prefix)/\(file.path)", file.data) } }
+        let http = try TestServers.value("WAN_TEST_HTTP") + "/\(prefix)"
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: [http]), other.manifestEntry(sources: [http])]))
+        let outside = try Scratch("wan-outside")
+        let sha = model.files[0].sha256
+        let plants = [".tmp/\(sha).part", ".tmp/\(sha).map", ".locks/files/\(sha).lock", ".locks/sym@1.0.lock"]
+        for (index, plant) in plants.enumerated() {
+            let target = try outside.write("target\(index)", "outside \(index) stays as it is")
+            let path = mount.root + "/" + plant
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
         }
-        return nil
+        let elsewhere = outside.path + "/models-elsewhere"
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: mount.root + "/wan22", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: mount.root + "/wan22/symdir@1.0", withDestinationPath: elsewhere)
+
+        try mount.mount()
+        #expect(try sha256sum(mount.path("sym@1.0", "w.bin")) == sha)
+        #expect(try Self.waitForState(mount.path("sym@1.0", "w.bin"), "COMPLETE"))
+        try mount.unmount()
+        let ensure = try Self.wan(mount, ["models", "ensure", "--all"])
+        #expect(ensure.status == 1, "a symlinked model directory is refused: \(ensure.json)")
+        for index in plants.indices {
+            #expect(try String(contentsOfFile: outside.path + "/target\(index)", encoding: .utf8) == "outside \(index) stays as it is",
+                    "\(plants[index]) was written through")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty, "links were made in the symlinked model directory")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: mount.root + "/wan22/sym@1.0/w.bin")) == model.files[0].data)
+    }
+
+    /// The mount holds a model's in-use lock while its files are open. If GC holds the lock the
+    /// moment a file is opened, the mount takes it as soon as it can (not never), so the next
+    /// GC sees the model in use.
+    @Test func theInUseLockIsTakenOnceGCLetsGoOfIt() throws {
+        let (mount, model, _) = try MountTests.nginxModel("inuse", sizes: [("w.bin", 1 << 20)])
+        let path = mount.path("inuse@1.0", "w.bin")
+        #expect(try sha256sum(path) == model.files[0].sha256)
+        #expect(try Self.waitForState(path, "COMPLETE"))
+        let lockFile = mount.root + "/.locks/inuse@1.0.lock"
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()", lockFile]
+        let input = Pipe(), output = Pipe()
+        holder.standardInput = input
+        holder.standardOutput = output
+        try holder.run()
+        #expect(LineReader(output.fileHandleForReading).next(timeout: 20) == "held")
+        let fd = open(path, O_RDONLY)   // the mount cannot take the shared lock now
+        #expect(fd >= 0)
+        input.fileHandleForWriting.write(Data("\n".utf8))   // "GC" is done with it
+        holder.waitUntilExit()
+        Thread.sleep(forTimeInterval: 2.5)
+        let probe = try Shell.run("/usr/bin/python3", ["-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)", lockFile])
+        #expect(probe.status != 0, "nobody holds the lock of a model with an open file")
+        let gc = try Self.wan(mount, ["models", "gc", "--max-size", "1"])
+        #expect((gc.json["models_removed"] as? [String])?.isEmpty == true, "\(gc.json)")
+        #expect((gc.json["reasons"] as? [String: String])?["inuse@1.0"] == "in use", "\(gc.json)")
+        close(fd)
+        try mount.unmount()
     }
 }
