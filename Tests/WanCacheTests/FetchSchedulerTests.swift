@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+@testable import WanCache
+
+/// A stuck job (no bytes for a while) does not hold up the queue: an extra worker runs the
+/// next job, and leaves again once it is not needed.
+@Suite struct FetchSchedulerStallTests {
+    @Test func aStuckJobDoesNotHoldUpTheNextOne() throws {
+        let scheduler = FetchScheduler(workers: 1, demandWorkers: 0, name: "stall-test", stallGrace: 0.3)
+        defer { scheduler.stop() }
+        let release = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        scheduler.submit(.background) { _ in release.wait() }   // never reports progress
+        let submitted = Date()
+        scheduler.submit(.background) { _ in started.signal() }
+        #expect(started.wait(timeout: .now() + 5) == .success, "the second job never ran")
+        #expect(Date().timeIntervalSince(submitted) < 2)
+        #expect(scheduler.threadCount == 2)
+        release.signal()
+        let deadline = Date().addingTimeInterval(5)
+        while scheduler.threadCount > 1 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(scheduler.threadCount == 1, "the extra worker left")
+    }
+
+    @Test func aJobThatMovesKeepsItsWorkerAndNoExtraStarts() throws {
+        let scheduler = FetchScheduler(workers: 1, demandWorkers: 0, name: "move-test", stallGrace: 0.3)
+        defer { scheduler.stop() }
+        let done = DispatchSemaphore(value: 0)
+        scheduler.submit(.background) { progress in
+            for _ in 0..<20 {   // 1 s of steady progress
+                progress.progressed()
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        let second = Date()
+        scheduler.submit(.background) { _ in done.signal() }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(Date().timeIntervalSince(second) >= 0.9, "ran only once the first was done: the connection limit holds")
+    }
+}
