@@ -82,7 +82,10 @@ final class BlockSink: ResumableSink, @unchecked Sendable {
         if skip < Int64(bytes.count) {
             try buffer(UnsafeRawBufferPointer(rebasing: bytes[Int(skip)...]), at: offset + skip)
         }
-        if offset <= written { written = max(written, offset + Int64(bytes.count)) }
+        // In order, or sent again from an earlier point (the next source starts over from the
+        // last reported block): what lay beyond these bytes came from the source before and
+        // is stale until rewritten, so a block counts as written only once they cover it.
+        if offset <= written { written = max(reported, offset + Int64(bytes.count)) }
         while reported < span.upperBound {
             let end = min(span.upperBound, (reported / blockSize + 1) * blockSize)
             guard written >= end else { break }

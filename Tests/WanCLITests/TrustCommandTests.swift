@@ -27,8 +27,8 @@ import WanTestSupport
     @Test func gcRemovesNothingWhenItCannotReadThePins() throws {
         let (setup, _) = try Self.twoModels()
         let locker = Process()
-        locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        locker.arguments = ["-c", """
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        locker.arguments = ["python3", "-c", """
             import sqlite3, sys, time
             db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
             db.execute("BEGIN EXCLUSIVE")

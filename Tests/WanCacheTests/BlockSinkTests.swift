@@ -45,6 +45,30 @@ import WanTestSupport
         #expect(sink.reports.first?.digest == nil, "out of order: read back instead")
         #expect(sink.reports.last?.digest == SHA256Hasher.hash(data[4096..<8192]).hex, "the next block is digested in passing again")
     }
+
+    /// A chunk one source got wrong is sent again by the next source from its start: it is
+    /// reported only once the new source's bytes cover it, with their digest. (It was reported
+    /// after the new source's first piece, over the old source's bytes: the good source was
+    /// then blamed for the bad one's chunk.)
+    @Test func aChunkSentAgainIsReportedOnlyOnceTheNewBytesCoverIt() throws {
+        let good = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let bad = [UInt8](repeating: 0xAA, count: 4096)
+        let sink = try RecordingSink(span: 0..<8192, rejectFirstReportOf: 0..<4096)
+        #expect(throws: (any Error).self) { try bad.withUnsafeBytes { try sink.sink.write($0, at: 0) } }
+        #expect(sink.sink.resumePosition == 0, "the next source starts at the rejected chunk")
+        try good[0..<1000].withUnsafeBytes { try sink.sink.write($0, at: 0) }
+        #expect(sink.reports.count == 1, "nothing reported after the new source's first piece: \(sink.reports.map(\.range))")
+        var offset = 1000
+        while offset < 8192 {
+            let end = min(8192, offset + 1500)
+            try good[offset..<end].withUnsafeBytes { try sink.sink.write($0, at: Int64(offset)) }
+            offset = end
+        }
+        #expect(sink.reports.dropFirst().map(\.range) == [0..<4096, 4096..<8192])
+        #expect(sink.reports.dropFirst().first?.digest == SHA256Hasher.hash(good[0..<4096]).hex, "the new source's bytes, in passing")
+        let written = try sink.scratch.read("partial") == Data(good)
+        #expect(written, "the file holds the good bytes")
+    }
 }
 
 /// A digesting `BlockSink` with 4 KiB blocks over a scratch file, recording what it reports.
@@ -55,15 +79,25 @@ private final class RecordingSink {
     private let log: Log
     var reports: [(range: Range<Int64>, digest: String?)] { log.reports }
 
-    private final class Log { var reports: [(range: Range<Int64>, digest: String?)] = [] }
+    private final class Log {
+        var reports: [(range: Range<Int64>, digest: String?)] = []
+        var reject: Range<Int64>?
+    }
 
-    init(span: Range<Int64>) throws {
+    /// - Parameter rejectFirstReportOf: the first report of this block throws, as a chunk that
+    ///   fails its digest does.
+    init(span: Range<Int64>, rejectFirstReportOf rejected: Range<Int64>? = nil) throws {
         scratch = try Scratch("wan-blocksink")
         descriptor = try FileDescriptor.open(scratch.path + "/partial", .readWrite, create: true)
         let log = Log()
+        log.reject = rejected
         self.log = log
         sink = BlockSink(FileSink(descriptor), span: span, blockSize: 4096, digestBlocks: true) { range, _, digest in
             log.reports.append((range, digest))
+            if range == log.reject {
+                log.reject = nil
+                throw SourceError(.corrupt, source: "test", message: "chunk does not match its digest")
+            }
         }
     }
 

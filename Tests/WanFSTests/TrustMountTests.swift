@@ -51,8 +51,8 @@ func fileIdentity(_ path: String) -> String? {
         let id = "\(label)@1.0"
         let original = try TestServers.value("WAN_TEST_HTTP_ROOT") + "/\(prefix)/w.bin"
         let reader = Process()
-        reader.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        reader.arguments = [TestServers.repositoryRoot + "/Tests/clients/checked_reader.py", mount.path(id, "w.bin"), original]
+        reader.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        reader.arguments = ["python3", TestServers.repositoryRoot + "/Tests/clients/checked_reader.py", mount.path(id, "w.bin"), original]
         let input = Pipe(), output = Pipe()
         reader.standardInput = input
         reader.standardOutput = output
@@ -312,8 +312,8 @@ extension TrustMountTests {
         #expect(try Self.waitForState(path, "COMPLETE"))
         let lockFile = mount.root + "/.locks/inuse@1.0.lock"
         let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = ["-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()", lockFile]
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.readline()", lockFile]
         let input = Pipe(), output = Pipe()
         holder.standardInput = input
         holder.standardOutput = output
@@ -324,7 +324,7 @@ extension TrustMountTests {
         input.fileHandleForWriting.write(Data("\n".utf8))   // "GC" is done with it
         holder.waitUntilExit()
         Thread.sleep(forTimeInterval: 2.5)
-        let probe = try Shell.run("/usr/bin/python3", ["-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)", lockFile])
+        let probe = try Shell.run("/usr/bin/env", ["python3", "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)", lockFile])
         #expect(probe.status != 0, "nobody holds the lock of a model with an open file")
         let gc = try Self.wan(mount, ["models", "gc", "--max-size", "1"])
         #expect((gc.json["models_removed"] as? [String])?.isEmpty == true, "\(gc.json)")
