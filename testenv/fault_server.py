@@ -262,6 +262,10 @@ class Handler(BaseHTTPRequestHandler):
     def b_close_mid_body(self, full):
         if self.command == "HEAD" or not self.fault_now("close-mid-body"):
             return self.normal(full)
+        self.half_then_cut(full)
+
+    def half_then_cut(self, full):
+        """Promise the range, send about half of it, close the connection."""
         size = os.path.getsize(full)
         self.mtime = os.path.getmtime(full)
         p = self.plan(size)
@@ -416,15 +420,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.simple(503, b'{"error": "injected 503"}\n', "application/json")
         if roll < error + reset:
             self.server.state.add_fault(self.key, "reset")
-            self.mtime = os.path.getmtime(full)
-            plan = self.plan(size)
-            if plan is None:
-                return
-            code, start, end, h = plan
-            length = end - start + 1
-            self.headers_out(code, length, h)
-            self.body(full, start, length // 2)
-            return self.cut()
+            return self.half_then_cut(full)
         if roll < error + reset + corrupt:
             self.server.state.add_fault(self.key, "corrupt")
             rng = parse_range(self.headers.get("Range"), size)

@@ -632,9 +632,17 @@ public final class FileFetcher: Sendable {
     /// no source is left the file is CORRUPT, and every wait fails with CHECKSUM_FAIL until
     /// the cool-down is over.
     private func quarantine(actual: String, partial: PartialFile, generation: Int) {
-        if partial.isCurrent, let tmp = try? root.tmp() {
-            _ = try? root.quarantine(CacheRoot.partialName(content.sha256), in: tmp, as: "\(content.sha256).part")
-            _ = try? tmp.remove(CacheRoot.mapName(content.sha256))
+        // The bad bytes and their map go aside; if that fails, waiters are told (the next owner
+        // digests what is left there again before anything is committed).
+        var moveFailure: (any Error)?
+        do {
+            if partial.isCurrent {
+                let tmp = try root.tmp()
+                try root.quarantine(CacheRoot.partialName(content.sha256), in: tmp, as: "\(content.sha256).part")
+                try tmp.remove(CacheRoot.mapName(content.sha256))
+            }
+        } catch {
+            moveFailure = error
         }
         partial.closeMap()
         let (culprits, fetchedHere, fetched) = guarded.withLock { s in
@@ -663,6 +671,7 @@ public final class FileFetcher: Sendable {
             s.hashing = false
             guard s.generation == generation else { return }
             for culprit in culprits { s.excluded[culprit] = now.addingTimeInterval(coolDown) }
+            if let moveFailure { s.localFailure = (moveFailure, now) }
             resetGeneration(&s)
             if giveUp {
                 s.phase = .corrupt

@@ -43,7 +43,8 @@ class Stats:
     def failed(self, e):
         if e.errno == errno.EIO:
             self.s["eio"] += 1
-        elif e.errno in GONE:
+        elif e.errno in GONE or (e.errno is None and isinstance(e, (FileNotFoundError, ConnectionError))):
+            # safetensors raises FileNotFoundError without an errno for a mount being remounted
             self.s["unavailable"] += 1
             time.sleep(0.3)
         else:
@@ -94,17 +95,23 @@ def read_mmap(mounted, original, stats, rng, deadline):
         os.close(r)
         child = Stats()
         try:
-            mmap_pass(mounted, original, child, random.Random(seed), deadline)
-        except OSError as e:
-            child.failed(e)
-        except Exception as e:
-            if "Input/output error" in str(e) or "os error 5" in str(e):
-                child.s["eio"] += 1
-            else:
-                sys.stderr.write("chaos_reader mmap: %s: %r\n" % (mounted, e))
-                child.s["unavailable"] += 1
-        os.write(w, json.dumps(child.s).encode())
-        os._exit(0)
+            try:
+                mmap_pass(mounted, original, child, random.Random(seed), deadline)
+            except OSError as e:
+                try:
+                    child.failed(e)
+                except OSError:
+                    sys.stderr.write("chaos_reader mmap: %s: %r\n" % (mounted, e))
+                    child.s["unexpected"] = child.s.get("unexpected", 0) + 1
+            except Exception as e:
+                if "Input/output error" in str(e) or "os error 5" in str(e):
+                    child.s["eio"] += 1
+                else:
+                    sys.stderr.write("chaos_reader mmap: %s: %r\n" % (mounted, e))
+                    child.s["unavailable"] += 1
+            os.write(w, json.dumps(child.s).encode())
+        finally:
+            os._exit(0)   # never back into the parent's loop, whatever happened
     os.close(w)
     data = b""
     while True:
@@ -124,7 +131,7 @@ def read_mmap(mounted, original, stats, rng, deadline):
         if key == "first_wrong":
             stats.s[key] = stats.s[key] or value
         else:
-            stats.s[key] += value
+            stats.s[key] = stats.s.get(key, 0) + value
 
 
 def mmap_pass(mounted, original, stats, rng, deadline):
