@@ -57,6 +57,8 @@ public final class FileFetcher: Sendable {
         public let corruptChunks: [Int]
         /// Bytes of the whole-file digest read back from the partial file (not hashed in passing).
         public let digestReadBack: Int64
+        /// Times the whole-file digest started over (bytes it had hashed may have changed).
+        public let digestRestarts: Int
     }
 
     /// The content: size, sha256, chunk digests. `path` is where the sources have it.
@@ -161,7 +163,7 @@ public final class FileFetcher: Sendable {
                      inFlightBlocks: s.ledger.inFlight.count, generation: s.generation, lastSource: s.lastSource,
                      error: s.corrupt.map { "\($0.error)" }, fetchedHere: s.ledger.fetchedHere,
                      corruptChunks: content.chunks == nil ? [] : s.ledger.coolingDown(now: Date()),
-                     digestReadBack: s.digest.accounting.readBack)
+                     digestReadBack: s.digest.accounting.readBack, digestRestarts: s.digest.accounting.restarts)
         }
     }
 
@@ -388,7 +390,9 @@ public final class FileFetcher: Sendable {
             guard let first = run.first, let last = run.last else { continue }
             let span = s.ledger.blockRange(first).lowerBound..<s.ledger.blockRange(last).upperBound
             let generation = s.generation
-            let ticket = scheduler.submit(priority) { [self] progress in fetch(span, blocks: run, generation: generation, progress: progress) }
+            let ticket = scheduler.submit(priority) { [self] progress in
+                fetch(span, blocks: run, generation: generation, hashInPassing: priority == .background, progress: progress)
+            }
             guard !ticket.isDropped else {   // the engine is shutting down: nothing will fetch them
                 s.ledger.release(run)
                 continue
@@ -408,7 +412,12 @@ public final class FileFetcher: Sendable {
 
     // MARK: - Fetch jobs (worker threads)
 
-    private func fetch(_ span: Range<Int64>, blocks: [Int], generation: Int, progress: FetchProgress) {
+    /// One job: fetches `span` (its `blocks`) into the partial file.
+    /// - Parameter hashInPassing: feed the whole-file digest from memory as bytes are written.
+    ///   Only for background jobs (`ensure`, hydration): a reader waits on a demand or readahead
+    ///   job, and hashing there would sit on its path (+5 ms to a cold first byte, measured); the
+    ///   digest reads those bytes back at a lower priority instead, which measured no slower.
+    private func fetch(_ span: Range<Int64>, blocks: [Int], generation: Int, hashInPassing: Bool, progress: FetchProgress) {
         let setup = guarded.withLock(notify: true) { s -> (PartialFile, WholeFileDigest, Set<String>, [Range<Int64>])? in
             guard s.generation == generation, let partial = s.partial, partial.isWritable else {
                 if s.generation == generation { s.ledger.release(blocks) }
@@ -428,7 +437,7 @@ public final class FileFetcher: Sendable {
             let granularity = content.chunks == nil ? min(blockSize, 1 << 20) : blockSize
             for gap in gaps {
                 let sink = BlockSink(FileSink(partial.file.descriptor), span: gap, blockSize: granularity,
-                                     digestBlocks: content.chunks != nil, writeLock: writeLock, digest: digest,
+                                     digestBlocks: content.chunks != nil, writeLock: writeLock, digest: hashInPassing ? digest : nil,
                                      progress: progress) { range, source, got in
                     try self.blockArrived(range, source: source, digest: got, partial: partial, generation: generation)
                 }

@@ -288,9 +288,28 @@ import WanTestSupport
         }
         #expect(fetcher.snapshot.phase == .partial && fetcher.snapshot.bytesPresent == 2 << 20)
         #expect(fetcher.snapshot.fetchedHere, "the reopened map brought nothing this fetcher had not checked")
-        #expect(fetcher.snapshot.digestReadBack == 0, "read in order, every byte was hashed for the whole-file digest as it arrived")
+        #expect(fetcher.snapshot.digestRestarts == 0, "the whole-file digest goes on where it was")
         try cache.engine.ensure(spec)
         #expect(try cache.modelFile("m@1.0.0", "w.bin") == file.data)
+    }
+
+    /// `ensure` fetched in order (one connection) hashes the whole file as its bytes arrive:
+    /// nothing is read back for the whole-file digest.
+    @Test func anInOrderEnsureHashesTheWholeFileInPassing() throws {
+        let model = ModelFixture(modelID: "m@1.0.0", sizes: [("w.bin", 6 << 20)], chunkSize: 1 << 20, seed: 8)
+        let dir = try Scratch("wan-in-passing")
+        try model.write(to: dir.path + "/src")
+        var settings = CacheEngine.Settings()
+        settings.connections = 1
+        settings.jobSize = 2 << 20
+        let cache = try CacheFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://src"])]), settings: settings, dir: dir)
+        let spec = try cache.spec("m@1.0.0")
+        try cache.engine.ensure(spec)
+        let file = try #require(spec.files.first)
+        let fetcher = try #require(cache.engine.liveFetcher(file))
+        #expect(fetcher.snapshot.phase == .complete)
+        #expect(fetcher.snapshot.digestReadBack == 0, "every byte was hashed in passing")
+        #expect(try cache.modelFile("m@1.0.0", "w.bin") == model.files[0].data)
     }
 
     @Test func insufficientSpaceFailsFastAndKeepsWhatIsThere() throws {
