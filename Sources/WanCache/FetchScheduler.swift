@@ -85,6 +85,9 @@ public final class FetchScheduler: @unchecked Sendable {
     private var heads = Array(repeating: 0, count: FetchPriority.allCases.count)
     private var running: [ObjectIdentifier: FetchProgress] = [:]
     private var threads = 0
+    /// Workers that take any job (not demand-only) and are waiting for one: while one is,
+    /// a queued job is about to run and needs no extra worker.
+    private var idleGeneral = 0
     private var stopping = false
     public let workers: Int
     public let demandWorkers: Int
@@ -127,7 +130,8 @@ public final class FetchScheduler: @unchecked Sendable {
     }
 
     /// One look at the running jobs (every quarter second): starts an extra worker when jobs
-    /// wait while stuck ones hold the workers. False once stopped.
+    /// wait while stuck ones hold the workers (none is idle: a worker woken for a job that has
+    /// not yet taken it is still idle). False once stopped.
     private func watch() -> Bool {
         condition.lock()
         defer { condition.unlock() }
@@ -135,7 +139,7 @@ public final class FetchScheduler: @unchecked Sendable {
         _ = condition.wait(until: Date().addingTimeInterval(0.25))
         if stopping { return false }
         let waiting = queues.indices.contains { heads[$0] < queues[$0].count }
-        if waiting && moving < workers && threads < maxThreads {
+        if waiting && idleGeneral == 0 && moving < workers && threads < maxThreads {
             startThread(index: threads, demandOnly: false, extra: true)
         }
         return true
@@ -237,7 +241,9 @@ public final class FetchScheduler: @unchecked Sendable {
             if extra && (moving >= workers || stopping) { return }
             guard let ticket = next(demandOnly: demandOnly) else {
                 if stopping || extra { return }
+                if !demandOnly { idleGeneral += 1 }
                 condition.wait()
+                if !demandOnly { idleGeneral -= 1 }
                 continue
             }
             let progress = FetchProgress()

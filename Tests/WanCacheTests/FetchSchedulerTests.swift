@@ -22,7 +22,9 @@ import Testing
     }
 
     @Test func aJobThatMovesKeepsItsWorkerAndNoExtraStarts() throws {
-        let scheduler = FetchScheduler(workers: 1, demandWorkers: 0, name: "move-test", stallGrace: 0.3)
+        // A grace well above the job's pulse, so a loaded machine's late wake-ups never make
+        // it look stuck.
+        let scheduler = FetchScheduler(workers: 1, demandWorkers: 0, name: "move-test", stallGrace: 2)
         defer { scheduler.stop() }
         let done = DispatchSemaphore(value: 0)
         scheduler.submit(.background) { progress in

@@ -35,7 +35,7 @@ import WanTestSupport
         let chaos = "\(faults)/chaos;corrupt=0.12;reset=0.08;error=0.08/\(prefix)"
 
         // Three models, every file on nginx and behind the chaos origin, which comes first.
-        let httpRoot = try TestServers.value("WAN_TEST_HTTP_ROOT"), faultRoot = try TestServers.value("WAN_TEST_FAULTS_ROOT")
+        let httpRoot = try TestServers.value("WAN_TEST_HTTP_ROOT")
         let loaderManifest = NSTemporaryDirectory() + prefix + ".toml"
         defer { try? FileManager.default.removeItem(atPath: loaderManifest) }
         let made = try Shell.run("/usr/bin/env", ["python3", TestServers.repositoryRoot + "/scripts/make_model.py", "\(httpRoot)/\(prefix)/loader",
