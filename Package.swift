@@ -73,5 +73,12 @@ let package = Package(
         .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport"]),
         .testTarget(name: "WanFSTests", dependencies: ["WanFS", "WanCache", "WanCore", "WanTestSupport", "mount.wanfs", "wan"]),
         .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore", "WanTestSupport"]),
+        // The sidecar's routes and middleware in process (HummingbirdTesting), beside the
+        // end-to-end tests of `wan serve` in WanCLITests.
+        .testTarget(name: "WanServeTests", dependencies: [
+            "WanServe", "WanCache", "WanCore", "WanTestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ]
 )

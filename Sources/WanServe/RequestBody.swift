@@ -1,8 +1,10 @@
 import Foundation
 import Hummingbird
 
-/// Reads JSON request bodies the same way on every endpoint: a body that is not a JSON object
-/// is 400 `BAD_REQUEST`; a missing or wrong-typed field is 422 `VALIDATION_ERROR` naming it.
+/// Reads JSON request bodies the same way on every endpoint: a body not sent as
+/// `application/json` is 415 (a web page's form or `text/plain` POST, which a browser sends
+/// without asking first, never acts); a body that is not a JSON object is 400 `BAD_REQUEST`; a
+/// missing or wrong-typed field is 422 `VALIDATION_ERROR` naming it.
 enum RequestBody {
     /// Bodies larger than this are refused (every request of the API is a few fields).
     static let maxBytes = 1 << 20
@@ -16,11 +18,23 @@ enum RequestBody {
             throw APIError(.contentTooLarge, code: "BAD_REQUEST", message: "the body is larger than \(maxBytes) bytes")
         }
         var data = Data(buffer: buffer)
-        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }), let empty { data = Data(empty.utf8) }
+        let blank = data.allSatisfy { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+        if !blank || request.headers[.contentType] != nil { try requireJSON(request.headers[.contentType]) }
+        if blank, let empty { data = Data(empty.utf8) }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw APIError(.badRequest, code: "BAD_REQUEST", message: "the body must be a JSON object")
         }
         return (data, object)
+    }
+
+    /// 415 unless `contentType` is `application/json` (parameters such as `charset` allowed)
+    /// or another `+json` type.
+    static func requireJSON(_ contentType: String?) throws {
+        let media = contentType?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let media, media == "application/json" || (media.hasPrefix("application/") && media.hasSuffix("+json")) else {
+            throw APIError(.unsupportedMediaType, code: "UNSUPPORTED_MEDIA_TYPE",
+                           message: "the body must be sent as Content-Type: application/json, not \(contentType.map { "'\($0)'" } ?? "without a Content-Type")")
+        }
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyMeans empty: String? = nil) async throws -> T {

@@ -12,7 +12,8 @@ public struct Sidecar: Sendable {
     public let config: OrchestratorConfig
     public let host: String
     public let port: Int
-    /// With a token, every `/api/v1` route needs `Authorization: Bearer TOKEN`.
+    /// With a token, every `/api/v1` route needs `Authorization: Bearer TOKEN`. Without one,
+    /// only requests for loopback names and the listen address are answered.
     public let authToken: String?
     /// With an admin token, the admin routes need it (the user token gets 403).
     public let adminToken: String?
@@ -37,15 +38,27 @@ public struct Sidecar: Sendable {
         self.logger = logger
     }
 
-    /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
-    public func run() async throws {
+    /// Whether `host` names this machine only: `localhost`, 127.0.0.0/8 or `::1`.
+    public static func isLoopback(_ host: String) -> Bool { LocalNames.isLoopback(LocalNames.bare(host)) }
+
+    /// The parts of a running sidecar: the router, and what works beside it.
+    struct Parts {
+        let router: Router<SidecarContext>
+        let downloads: DownloadManager
+        let catalog: ModelCatalog
+        let maintenance: Maintenance
+    }
+
+    /// Every route with its middleware, over this sidecar's engine: what ``run(onListening:)``
+    /// serves, and what the in-process tests drive.
+    func assemble(clock: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }) throws -> Parts {
         let router = Router(context: SidecarContext.self)
         router.middlewares.add(EnvelopeMiddleware(logger: logger))
-        router.middlewares.add(RateLimitMiddleware(limits: rateLimits))
+        if authToken == nil { router.middlewares.add(LocalOnlyMiddleware(listenHost: host)) }
+        router.middlewares.add(RateLimitMiddleware(limits: rateLimits, clock: clock))
         if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken, protectProbes: protectProbes)) }
         let events = EventHub()
         let downloads = DownloadManager(engine: engine, events: events)
-        defer { downloads.shutdown() }   // SIGTERM: transfers stop, partial bytes stay for the next run
         let settings = SidecarSettings(config: config, state: try engine.state())
         downloads.maxConcurrent = settings.current.maxConcurrentDownloads
         let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings)
@@ -63,11 +76,22 @@ public struct Sidecar: Sendable {
                 group.cancelAll()
             }
         }
-        let app = Application(router: router,
-                              server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(autoPing: .enabled(timePeriod: .seconds(30)))),
+        return Parts(router: router, downloads: downloads, catalog: catalog, maintenance: maintenance)
+    }
+
+    /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
+    /// `onListening` gets the address and the port bound (the one asked for, or the one the
+    /// system chose for port 0).
+    public func run(onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) async throws {
+        let parts = try assemble()
+        defer { parts.downloads.shutdown() }   // SIGTERM: transfers stop, partial bytes stay for the next run
+        let app = Application(router: parts.router,
+                              server: .http1WebSocketUpgrade(webSocketRouter: parts.router, configuration: .init(autoPing: .enabled(timePeriod: .seconds(30)))),
                               configuration: .init(address: .hostname(host, port: port), serverName: "wan"),
+                              onServerRunning: { [host] channel in onListening(host, channel.localAddress?.port ?? port) },
                               logger: logger)
         // The background work lives as long as the server: cancelled when it stops.
+        let (catalog, maintenance, downloads) = (parts.catalog, parts.maintenance, parts.downloads)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await AvailabilityWatcher(catalog: catalog).run() }
             group.addTask { await maintenance.run() }

@@ -185,4 +185,55 @@ import WanTestSupport
         let token = try WanProcess.run(["serve", "--auth-token-file", "/nonexistent-token"], environment: env)
         #expect(token.status == 2 && token.stderr.contains("auth-token-file"), "\(token.stderr)")
     }
+
+    /// Safe by default on a shared host: no other machine is served without a token, and a token
+    /// file others can read is refused.
+    @Test func anOpenListenNeedsATokenAndTokenFilesMustBePrivate() throws {
+        let scratch = try Scratch("wan-serve-safe")
+        let env = ["MODELS_ROOT": scratch.path + "/root", "WAN_MODELS_MANIFEST": scratch.path + "/never-read.toml"]
+        for address in ["0.0.0.0:8000", "[::]:8000", "192.0.2.1:8000"] {
+            let open = try WanProcess.run(["serve", "--listen", address], environment: env)
+            #expect(open.status == 2 && open.stderr.contains("--auth-token-file") && open.stderr.contains("loopback"), "\(address): \(open.stderr)")
+        }
+        let shared = try scratch.write("token", "s3cret-token\n")
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: shared)
+        let readable = try WanProcess.run(["serve", "--listen", "0.0.0.0:8000", "--auth-token-file", shared], environment: env)
+        #expect(readable.status == 2 && readable.stderr.contains(shared) && readable.stderr.contains("0644"), "\(readable.stderr)")
+        #expect(!readable.stderr.contains("s3cret-token"))
+        let adminShared = try scratch.write("admin", "root-token\n")
+        try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: adminShared)
+        let admin = try WanProcess.run(["serve", "--admin-token-file", adminShared], environment: env)
+        #expect(admin.status == 2 && admin.stderr.contains("--admin-token-file") && admin.stderr.contains("0640"), "\(admin.stderr)")
+    }
+
+    /// `--listen 127.0.0.1:0` takes a free port and says which.
+    @Test func portZeroTakesAFreePortAndSaysWhich() throws {
+        let scratch = try Scratch("wan-serve-port0")
+        let log = scratch.path + "/serve.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = WanProcess.binary
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--log-format", "text"]
+        let manifest = ModelFixture.manifest([ModelFixture(modelID: "port0@1.0", sizes: [("w.bin", 16)]).manifestEntry(sources: ["local://\(scratch.path)/src"])])
+        process.environment = ["MODELS_ROOT": scratch.path + "/root", "WAN_MODELS_MANIFEST": try scratch.write("models.toml", manifest),
+                               "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        var port: Int?
+        let deadline = Date().addingTimeInterval(20)
+        while port == nil && Date() < deadline && process.isRunning {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"listening on http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
+                port = Int(text[range].split(separator: ":").last ?? "")
+            } else {
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        let bound = try #require(port, "no port printed: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(bound > 0)
+        let reply = try Shell.run("/usr/bin/curl", ["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(bound)/health/models"])
+        #expect(reply.output == "200", "the printed port answers: \(reply.output)")
+    }
 }

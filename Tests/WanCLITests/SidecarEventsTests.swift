@@ -135,7 +135,7 @@ import WanTestSupport
 
     @Test func theAdminRoutesNeedTheAdminToken() throws {
         let scratch = try Scratch("wan-admin")
-        let admin = try scratch.write("admin", "root-token\n")
+        let admin = try scratch.writeSecret("admin", "root-token\n")
         let server = try SidecarServer(token: "user-token", arguments: ["--admin-token-file", admin])
         let asUser = try server.get("/api/v1/models/cleanup", token: "user-token", post: "{}")
         #expect(asUser.status == 403 && asUser.errorCode == "FORBIDDEN", "\(asUser.body)")
@@ -145,6 +145,20 @@ import WanTestSupport
         #expect(try server.get("/api/v1/models/cleanup", post: "{}").status == 401)
         #expect(!server.log.contains("root-token") && !server.log.contains("user-token"), "tokens are never logged")
         #expect(try server.get("/metrics").status == 200 && (try server.get("/health/models").status) == 200, "probes open by default")
+    }
+
+    /// The real server, without a token: a foreign Host (DNS rebinding) and a cross-site page's
+    /// POST are refused, a form-encoded body too; the same requests from here are answered.
+    @Test func withoutATokenTheRealServerAnswersOnlyThisMachine() throws {
+        let server = try SidecarServer()
+        #expect(try server.get("/api/v1/models/status/detailed", headers: ["Host: evil.example:\(server.port)"]).status == 403)
+        #expect(try server.get("/health/models", headers: ["Host: localhost:\(server.port)"]).status == 200)
+        let pause = #"{"model_id": "srv@1.0", "action": "pause"}"#
+        let crossSite = try server.get("/api/v1/models/download/manage", post: pause, headers: ["Origin: https://evil.example"])
+        #expect(crossSite.status == 403 && crossSite.errorCode == "FORBIDDEN", "\(crossSite.body)")
+        let form = try server.get("/api/v1/models/download/manage", post: pause, headers: ["Content-Type: text/plain"])
+        #expect(form.status == 415 && form.errorCode == "UNSUPPORTED_MEDIA_TYPE", "\(form.body)")
+        #expect(try server.get("/api/v1/models/download/manage", post: pause).status == 409, "from here it acts (nothing to pause)")
     }
 
     @Test func withAuthProbesTheProbesNeedTheTokenToo() throws {

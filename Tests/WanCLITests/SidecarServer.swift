@@ -56,7 +56,7 @@ final class SidecarServer: @unchecked Sendable {
         var arguments = ["serve", "--listen", "127.0.0.1:\(port)"] + extra
         // The tests poll fast; rate limits are on only where a test asks for them.
         if !extra.contains("--rate-limits") { arguments += ["--rate-limits", "off"] }
-        if let token { arguments += ["--auth-token-file", try dir.write("token", token + "\n")] }
+        if let token { arguments += ["--auth-token-file", try dir.writeSecret("token", token + "\n")] }
         self.arguments = arguments
         _ = try dir.write("serve.log", "")
         try start()
@@ -106,8 +106,8 @@ final class SidecarServer: @unchecked Sendable {
     }
 
     /// GET (or POST with `body`, or another `method`) through curl: status, lower-cased headers, body.
-    func get(_ path: String, token: String? = nil, post body: String? = nil, method: String? = nil) throws -> Reply {
-        var arguments = ["-sS", "--max-time", "15", "-D", "-", base + path]
+    func get(_ path: String, token: String? = nil, post body: String? = nil, method: String? = nil, headers extra: [String] = []) throws -> Reply {
+        var arguments = ["-sS", "--max-time", "15", "-D", "-", base + path] + extra.flatMap { ["-H", $0] }
         if let body { arguments += ["-X", method ?? "POST", "-H", "Content-Type: application/json", "--data-raw", body] }
         if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
         let result = try Shell.run("/usr/bin/curl", arguments)

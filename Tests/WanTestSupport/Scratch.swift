@@ -20,6 +20,14 @@ public final class Scratch: @unchecked Sendable {
         return full
     }
 
+    /// Writes `text` readable by its owner only (0600), as a token file must be.
+    @discardableResult
+    public func writeSecret(_ relative: String, _ text: String) throws -> String {
+        let full = try write(relative, text)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: full)
+        return full
+    }
+
     @discardableResult
     public func write(_ relative: String, _ text: String) throws -> String {
         try write(relative, Data(text.utf8))

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import WanCore
 import WanServe
+import WanSystem
 
 /// `wan serve`: the sidecar (HTTP API, Prometheus metrics, health) over MODELS_ROOT.
 struct ServeCommand: WanCommand {
@@ -10,10 +11,13 @@ struct ServeCommand: WanCommand {
         commandName: "serve",
         abstract: "Serve the HTTP API, /metrics and /health/models over MODELS_ROOT until SIGTERM or SIGINT.",
         discussion: """
-        Seed 002/003's API under /api/v1 (status, downloads, health, repair, fallback, analytics, storage, cleanup, \
-        config), GET /health/models[/{id}], GET /metrics and the WebSocket /ws; docs/sidecar.md and docs/openapi.yaml \
-        describe them. With --auth-token-file, every /api/v1 route and /ws need `Authorization: Bearer TOKEN`; \
-        /health/models and /metrics stay open unless --auth-probes.
+        The Model Availability API under /api/v1 (status, downloads, health, repair, fallback, analytics, storage, \
+        cleanup, config), GET /health/models[/{id}], GET /metrics and the WebSocket /ws; docs/sidecar.md and \
+        docs/openapi.yaml describe them. With --auth-token-file, every /api/v1 route and /ws need \
+        `Authorization: Bearer TOKEN`; /health/models and /metrics stay open unless --auth-probes. Without it, only \
+        requests for localhost, 127.0.0.1, ::1 or the listen address are answered, a web page on another origin \
+        cannot change anything, and --listen must be a loopback address. Token files must not be readable by group \
+        or others (chmod 600). Port 0 takes a free port, printed once listening.
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -32,8 +36,8 @@ struct ServeCommand: WanCommand {
     var adminTokenFile: String?
 
     @Option(name: .customLong("rate-limits"),
-            help: ArgumentHelp("Requests per minute per client: 'off', or any of default:N,download:N,admin:N.", valueName: "spec"))
-    var rateLimits = "default:60,download:10,admin:30"
+            help: ArgumentHelp("Requests per minute per client: 'off', or any of default:N,download:N,admin:N,probe:N.", valueName: "spec"))
+    var rateLimits = "default:60,download:10,admin:30,probe:600"
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case json, text }
 
@@ -49,6 +53,9 @@ struct ServeCommand: WanCommand {
             throw OrchestratorError.configInvalid(key: "--schedule-interval", message: "must be from 0.1 to 86400 seconds, not \(scheduleInterval)")
         }
         let (host, port) = try Self.parse(listen)
+        guard authTokenFile != nil || Self.isLoopback(host) else {
+            throw OrchestratorError.configInvalid(key: "--listen", message: "\(listen) is not a loopback address: serving other machines needs --auth-token-file")
+        }
         let token = try authTokenFile.map { try Self.readToken($0, option: "--auth-token-file") }
         let adminToken = try adminTokenFile.map { try Self.readToken($0, option: "--admin-token-file") }
         let limits: RateLimits
@@ -64,30 +71,54 @@ struct ServeCommand: WanCommand {
             return JSONLogHandler(label: label, level: level)
         }
         let engine = try context.engine()
-        output.say("wan serve: listening on http://\(host):\(port) (MODELS_ROOT \(engine.resolver.modelsRoot)\(token == nil ? "" : ", bearer auth on /api/v1"))")
         guard !authProbes || token != nil else {
             throw OrchestratorError.configInvalid(key: "--auth-probes", message: "needs --auth-token-file (the token the probes must present)")
         }
+        let root = engine.resolver.modelsRoot
         try await Sidecar(engine: engine, config: context.config, host: host, port: port, authToken: token, adminToken: adminToken,
                           protectProbes: authProbes,
-                          rateLimits: limits, scheduleInterval: .milliseconds(Int(scheduleInterval * 1000)), logger: logger).run()
+                          rateLimits: limits, scheduleInterval: .milliseconds(Int(scheduleInterval * 1000)), logger: logger).run { host, bound in
+            let shown = host.contains(":") ? "[\(host)]" : host
+            output.say("wan serve: listening on http://\(shown):\(bound) (MODELS_ROOT \(root)\(token == nil ? ", loopback only" : ", bearer auth on /api/v1"))")
+        }
         engine.shutdown()
     }
 
-    /// The token in `path`, trimmed; a usage error when the file is missing or empty.
+    /// The token in `path`, trimmed; a usage error when the file is missing, empty, or readable
+    /// by group or others (what it guards is only as safe as the file).
     static func readToken(_ path: String, option: String) throws(OrchestratorError) -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              case let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else {
-            throw .configInvalid(key: option, message: "\(path) is missing, unreadable or empty")
+        let text: String
+        do {
+            let file = try FileDescriptor.open(path, .readOnly)
+            defer { file.close() }
+            let info = try file.info()
+            guard info.kind == .regular else { throw OrchestratorError.configInvalid(key: option, message: "\(path) is not a regular file") }
+            guard info.mode & 0o077 == 0 else {
+                throw OrchestratorError.configInvalid(key: option, message: "\(path) has mode \(String(format: "%04o", info.mode & 0o7777)): a token file must be readable by its owner only (chmod 600 \(path))")
+            }
+            guard info.size <= 64 << 10 else { throw OrchestratorError.configInvalid(key: option, message: "\(path) is larger than 64 KiB: not a token") }
+            text = String(decoding: try file.read(count: Int(info.size), at: 0), as: UTF8.self)
+        } catch let error as OrchestratorError {
+            throw error
+        } catch {
+            throw .configInvalid(key: option, message: "\(path) cannot be read: \(error)")
         }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw .configInvalid(key: option, message: "\(path) is empty") }
         return trimmed
     }
 
+    /// `host:port` or `[v6]:port`; port 0 takes a free one.
     static func parse(_ listen: String) throws(OrchestratorError) -> (String, Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port),
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port),
               colon != listen.startIndex else {
             throw .configInvalid(key: "--listen", message: "'\(listen)' is not host:port (e.g. 127.0.0.1:8000)")
         }
-        return (String(listen[..<colon]), port)
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
     }
+
+    /// Whether `host` is a loopback address or name: only this machine can connect.
+    static func isLoopback(_ host: String) -> Bool { Sidecar.isLoopback(host) }
 }
