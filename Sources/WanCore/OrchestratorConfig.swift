@@ -77,6 +77,10 @@ public struct OrchestratorConfig: Sendable, Equatable {
     /// Extra headers sent to `http(s)://` sources (e.g. an internal mirror's API key name → value).
     public var httpHeaders: [String: String] = [:]
     public var enableMetrics = true
+    /// Threads the sidecar runs blocking work on (the cache's status, disk walks, the state
+    /// database, GC, verification): one bounded pool; work beyond it waits its turn
+    /// (`sidecar_blocking_threads`).
+    public var sidecarBlockingThreads = 16
     public var logLevel = "INFO"
     public var credentials = Credentials()
 
@@ -138,7 +142,7 @@ public struct OrchestratorConfig: Sendable, Equatable {
         "request_timeout", "retry_attempts", "retry_backoff_factor", "max_connections_per_source", "chunk_size",
         "bandwidth_limit", "enable_garbage_collection", "max_total_size", "max_model_age", "hf_cache_dir",
         "hf_endpoint", "s3_endpoint_url", "s3_region", "s3_force_path_style", "http_headers", "enable_metrics",
-        "log_level", "min_transfer_rate", "read_timeout", "corrupt_retry_interval",
+        "log_level", "min_transfer_rate", "read_timeout", "corrupt_retry_interval", "sidecar_blocking_threads",
     ]
 
     mutating func apply(configFile path: String) throws(OrchestratorError) {
@@ -247,6 +251,7 @@ public struct OrchestratorConfig: Sendable, Equatable {
             }
             httpHeaders = headers
         case "enable_metrics": enableMetrics = try bool()
+        case "sidecar_blocking_threads": sidecarBlockingThreads = try integer(1...256)
         case "log_level":
             let level = try string().uppercased()
             guard ["TRACE", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL"].contains(level) else {

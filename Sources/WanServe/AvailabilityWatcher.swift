@@ -12,7 +12,7 @@ struct AvailabilityWatcher: Sendable {
     func run() async {
         var last: [String: String] = [:]
         while !Task.isCancelled {
-            let now = (try? catalog.specs().map { (DownloadManager.key($0), catalog.availability($0)) }) ?? []
+            let now = (try? await catalog.offload { [catalog] in try catalog.specs().map { (DownloadManager.key($0), catalog.availability($0)) } }) ?? []
             for (key, status) in now {
                 if let old = last[key], old != status {
                     catalog.downloads.events.publish(Event.AvailabilityChange(modelID: key, oldStatus: old, newStatus: status, timestamp: Date()))

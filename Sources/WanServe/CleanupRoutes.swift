@@ -13,7 +13,7 @@ struct CleanupRoutes: Sendable {
     /// Both seeds' fields: 003's `dry_run`, `target_space_gb`, `keep_recent_days`; 002's
     /// `cleanup_type`, `models_to_remove`, `min_unused_days` (an alias of keep_recent_days),
     /// `preserve_frequently_used`.
-    struct CleanupRequest: Decodable {
+    struct CleanupRequest: Decodable, Sendable {
         var dryRun: Bool?
         var targetSpaceGB: Double?
         var keepRecentDays: Int?
@@ -78,6 +78,11 @@ struct CleanupRoutes: Sendable {
 
     func cleanup(_ request: Request) async throws -> Response {
         let body = try await RequestBody.decode(CleanupRequest.self, from: request, emptyMeans: "{}")
+        return try await catalog.offload { [self] in try runCleanup(body) }
+    }
+
+    /// The plan and, unless a dry run, the collection (blocking: on the pool).
+    private func runCleanup(_ body: CleanupRequest) throws -> Response {
         let type: CleanupType = try RequestBody.oneOf(body.cleanupType, "cleanup_type", default: .auto)
         let dryRun = body.dryRun ?? true
         let keepDays = body.keepRecentDays ?? body.minUnusedDays ?? 30
@@ -102,12 +107,12 @@ struct CleanupRoutes: Sendable {
             }
         }
         let gc = collector
-        let plan = try await Blocking.run { try gc.collect(dryRun: true) }
+        let plan = try gc.collect(dryRun: true)
         if type == .manual, plan.modelsRemoved.isEmpty, !plan.modelsPreserved.isEmpty {
             throw APIError(.conflict, code: "CONFLICT", message: "every model named is pinned or in use: \(plan.modelsPreserved.joined(separator: ", "))",
                            details: Dictionary(plan.modelsPreserved.map { ($0, plan.reasons[$0] ?? "kept") }, uniquingKeysWith: { a, _ in a }))
         }
-        let done = dryRun ? plan : try await Blocking.run { try gc.collect(dryRun: false) }
+        let done = dryRun ? plan : try gc.collect(dryRun: false)
         let state = try engine.state(create: false)
         let sizes = Dictionary(figures.usage.models.map { ($0.directory, $0.bytes) }, uniquingKeysWith: { a, _ in a })
         func actions(_ result: GCResult) -> [Action] {

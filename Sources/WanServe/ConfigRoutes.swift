@@ -78,7 +78,8 @@ struct ConfigRoutes: Sendable {
             for (field, value) in fields { updates["\(section).\(field)"] = value }
         }
         guard !updates.isEmpty else { throw RequestBody.invalid("body", "names no setting to change") }
-        let changed = try catalog.settings.update(updates)
+        let pending = ParsedJSON(updates)
+        let changed = try await catalog.offload { [catalog] in try catalog.settings.update(pending.value) }   // persisted: SQLite
         catalog.downloads.maxConcurrent = catalog.settings.current.maxConcurrentDownloads
         return try JSONResponse.make(Updated(success: true, updatedSettings: changed, restartRequired: false))
     }

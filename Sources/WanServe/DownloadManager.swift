@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Synchronization
 import WanCache
 import WanCore
@@ -114,11 +115,14 @@ final class DownloadManager: Sendable {
 
     let engine: CacheEngine
     let events: EventHub
+    /// Where pause and cancel wait for a download's engine to stop (it syncs partial files).
+    let blocking: NIOThreadPool
     private let state: Mutex<State>
 
-    init(engine: CacheEngine, events: EventHub) {
+    init(engine: CacheEngine, events: EventHub, blocking: NIOThreadPool) {
         self.engine = engine
         self.events = events
+        self.blocking = blocking
         state = Mutex(State(maxConcurrent: max(1, engine.config.maxConcurrentDownloads)))   // 0 only after shutdown()
     }
 
@@ -248,7 +252,9 @@ final class DownloadManager: Sendable {
             job.cancel?.cancel()
             return (job.cancel != nil, job.engine)
         }
-        engine?.shutdown(cancellingTransfers: true)   // outside the lock: it syncs partial files
+        if let engine {   // outside the lock, on the blocking pool: it syncs partial files
+            try await blocking.runIfActive { engine.shutdown(cancellingTransfers: true) }
+        }
         // The run ends within one write callback of the cancellation; wait for it (bounded),
         // so that when the answer arrives no byte of this download is moving any more.
         let deadline = ContinuousClock.now + .seconds(10)

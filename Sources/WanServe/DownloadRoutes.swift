@@ -11,7 +11,7 @@ struct DownloadRoutes: Sendable {
     enum Action: String, CaseIterable { case start, pause, resume, cancel, priority, bandwidth }
 
     /// Both seeds' request fields (002: start + `max_retries`; 003: the other actions).
-    struct ManageRequest: Decodable {
+    struct ManageRequest: Decodable, Sendable {
         let modelID: String
         let action: String
         let maxRetries: Int?
@@ -46,44 +46,54 @@ struct DownloadRoutes: Sendable {
         let spec = try catalog.spec(body.modelID)
         let key = DownloadManager.key(spec)
         let snapshot: DownloadSnapshot?
-        var message: String
+        let message: String
+        switch action {
+        case .pause:
+            snapshot = try await downloads.pause(key)
+            message = "Download paused for \(key)"
+        case .cancel:
+            snapshot = try await downloads.cancel(key)
+            message = "Download cancelled for \(key)"
+        default:
+            (snapshot, message) = try await catalog.offload { [self] in try act(action, body, spec) }
+        }
+        let (status, available) = try await catalog.offload { [catalog] in
+            let detail = try catalog.detail(spec)
+            return (detail.availabilityStatus, detail.isAvailable)
+        }
+        let eta = snapshot?.etaSeconds.map { Date().addingTimeInterval(Double($0)) }
+        return try JSONResponse.make(ManageResponse(
+            success: true, message: message, modelID: key, action: action.rawValue, currentStatus: status,
+            progressPercent: snapshot?.progressPercent ?? (available ? 100 : 0), timestamp: Date(),
+            newStatus: (snapshot?.status ?? .completed).rawValue,
+            downloadID: Nullable(action == .start ? snapshot?.id : nil), estimatedCompletion: Nullable(action == .start ? eta : nil)))
+    }
+
+    /// The actions that do not wait for transfers to stop (blocking: on the pool).
+    private func act(_ action: Action, _ body: ManageRequest, _ spec: ModelSpec) throws -> (DownloadSnapshot?, String) {
+        let key = DownloadManager.key(spec)
         switch action {
         case .start:
             let priority: DownloadPriority = try RequestBody.oneOf(body.priority, "priority", default: .normal)
             let retries = body.maxRetries ?? catalog.settings.current.maxRetries
             guard (0...20).contains(retries) else { throw RequestBody.invalid("max_retries", "must be from 0 to 20, not \(retries)") }
             if try catalog.engine.status(spec).state == .complete {
-                snapshot = nil
-                message = "\(key) is already downloaded and verified"
-            } else {
-                snapshot = try downloads.start(spec, priority: priority, bandwidth: try bandwidth(body, required: false), maxRetries: retries)
-                message = "Download started for \(key)"
+                return (nil, "\(key) is already downloaded and verified")
             }
-        case .pause:
-            snapshot = try await downloads.pause(key)
-            message = "Download paused for \(key)"
+            let started = try downloads.start(spec, priority: priority, bandwidth: try bandwidth(body, required: false), maxRetries: retries)
+            return (started, "Download started for \(key)")
         case .resume:
-            snapshot = try downloads.resume(key)
-            message = "Download resumed for \(key)"
-        case .cancel:
-            snapshot = try await downloads.cancel(key)
-            message = "Download cancelled for \(key)"
+            return (try downloads.resume(key), "Download resumed for \(key)")
         case .priority:
             let priority: DownloadPriority = try RequestBody.oneOf(body.priority, "priority")
-            snapshot = try downloads.setPriority(key, priority)
-            message = "Priority of \(key) set to \(priority.rawValue)"
+            return (try downloads.setPriority(key, priority), "Priority of \(key) set to \(priority.rawValue)")
         case .bandwidth:
             let limit = try bandwidth(body, required: true)
-            snapshot = try downloads.setBandwidth(key, limit)
-            message = limit == 0 ? "Bandwidth of \(key) unlimited" : "Bandwidth of \(key) limited to \(body.bandwidthLimitMbps ?? 0) Mbps"
+            let changed = try downloads.setBandwidth(key, limit)
+            return (changed, limit == 0 ? "Bandwidth of \(key) unlimited" : "Bandwidth of \(key) limited to \(body.bandwidthLimitMbps ?? 0) Mbps")
+        case .pause, .cancel:   // they wait for transfers to stop: manage() runs them
+            throw APIError(.internalServerError, code: "INTERNAL_ERROR", message: "\(action.rawValue) is not run on the blocking pool")
         }
-        let detail = try catalog.detail(spec)
-        let eta = snapshot?.etaSeconds.map { Date().addingTimeInterval(Double($0)) }
-        return try JSONResponse.make(ManageResponse(
-            success: true, message: message, modelID: key, action: action.rawValue, currentStatus: detail.availabilityStatus,
-            progressPercent: snapshot?.progressPercent ?? (detail.isAvailable ? 100 : 0), timestamp: Date(),
-            newStatus: (snapshot?.status ?? .completed).rawValue,
-            downloadID: Nullable(action == .start ? snapshot?.id : nil), estimatedCompletion: Nullable(action == .start ? eta : nil)))
     }
 
     /// `bandwidth_limit_mbps` in bytes per second (megabits: × 125 000); 0 = unlimited. A start

@@ -21,7 +21,7 @@ final class FallbackRoutes: Sendable {
     // MARK: - Suggest
 
     /// Seed 003's flat fields and seed 002's nested ones; flat wins when both are sent.
-    struct SuggestRequest: Decodable {
+    struct SuggestRequest: Decodable, Sendable {
         struct Requirements: Decodable {
             var quality: String?
             var speed: String?
@@ -106,6 +106,11 @@ final class FallbackRoutes: Sendable {
 
     func suggest(_ request: Request) async throws -> Response {
         let body = try await RequestBody.decode(SuggestRequest.self, from: request)
+        return try await catalog.offload { [self] in try answerSuggestion(body) }
+    }
+
+    /// Scores the alternatives from the cache's state (blocking: on the pool).
+    private func answerSuggestion(_ body: SuggestRequest) throws -> Response {
         let quality: Quality = try RequestBody.oneOf(body.quality ?? body.requirements?.quality, "quality", default: .medium)
         let speed: Speed = try RequestBody.oneOf(body.speed ?? body.requirements?.speed, "speed", default: .medium)
         let resolution = body.resolution ?? body.requirements?.resolution ?? "1280x720"
@@ -197,7 +202,7 @@ final class FallbackRoutes: Sendable {
         var served: Date?
     }
 
-    struct QueueRequest: Decodable {
+    struct QueueRequest: Decodable, Sendable {
         struct Work: Decodable {
             var prompt: String?
         }
@@ -224,6 +229,11 @@ final class FallbackRoutes: Sendable {
     /// the entry is served once the model is COMPLETE, or expires after its wait.
     func enqueue(_ request: Request) async throws -> Response {
         let body = try await RequestBody.decode(QueueRequest.self, from: request)
+        return try await catalog.offload { [self] in try queueRequest(body) }
+    }
+
+    /// Starts or raises the download and files the entry (blocking: on the pool).
+    private func queueRequest(_ body: QueueRequest) throws -> Response {
         let priority: DownloadPriority = try RequestBody.oneOf(body.priority, "priority", default: .normal)
         let wait = body.maxWaitTimeMinutes ?? 60
         guard wait > 0 else { throw RequestBody.invalid("max_wait_time_minutes", "must be more than 0 minutes") }

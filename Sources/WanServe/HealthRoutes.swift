@@ -136,9 +136,10 @@ final class HealthChecks: Sendable {
         let _: CheckType = try RequestBody.oneOf(body.checkType, "check_type", default: .full)
         let checkID = try claim(spec, as: generatedID("check"))
         let engine = catalog.engine
-        Thread.detachNewThread { [self] in
-            // Records each file's result (and CORRUPT marks) in the state database.
-            if let result = try? engine.verify(spec), !result.verified { alert(spec, result) }
+        catalog.blocking.submit { [self] work in
+            // Records each file's result (and CORRUPT marks) in the state database. Not run
+            // when the sidecar stopped first.
+            if case .active = work, let result = try? engine.verify(spec), !result.verified { alert(spec, result) }
             running.withLock { $0[spec.modelID] = nil }
         }
         // sha256 runs at ~1.7 GB/s on one core here; a conservative estimate.
@@ -201,7 +202,8 @@ final class HealthChecks: Sendable {
         let spec = try catalog.spec(id)
         let body = try await RequestBody.decode(RepairRequest.self, from: request, emptyMeans: "{}")
         let type: RepairType = try RequestBody.oneOf(body.repairType, "repair_type", default: .auto)
-        let outcome = try await performRepair(spec, type: type, force: body.forceRepair ?? false)
+        let force = body.forceRepair ?? false
+        let outcome = try await catalog.offload { [self] in try performRepair(spec, type: type, force: force) }
         return try JSONResponse.make(RepairStarted(success: true, repairID: outcome.id, actionsTaken: outcome.actions,
                                                    estimatedCompletion: outcome.estimatedCompletion, message: outcome.message))
     }
@@ -214,8 +216,9 @@ final class HealthChecks: Sendable {
     }
 
     /// The repair itself (the API's and the scheduled health pass's): 409 while a check or
-    /// repair of the model runs.
-    func performRepair(_ spec: ModelSpec, type: RepairType, force: Bool) async throws -> RepairOutcome {
+    /// repair of the model runs. It blocks (it hashes and writes): callers run it on the
+    /// blocking pool.
+    func performRepair(_ spec: ModelSpec, type: RepairType, force: Bool) throws -> RepairOutcome {
         let key = DownloadManager.key(spec)
         let repairID = try claim(spec, as: generatedID("repair"))
         defer { running.withLock { $0[spec.modelID] = nil } }
@@ -227,7 +230,7 @@ final class HealthChecks: Sendable {
                                  message: "\(key) is complete; nothing to repair (force_repair re-hashes it anyway)")
         }
         var actions = ["integrity_check"]
-        let result = try await Blocking.run { try engine.verify(spec) }
+        let result = try engine.verify(spec)
         let damaged = type == .redownload ? result.failedFiles + result.missingFiles : result.failedFiles
         if !damaged.isEmpty {
             try engine.quarantine(spec, files: result.failedFiles)

@@ -55,7 +55,7 @@ final class Maintenance: Sendable {
             let settings = catalog.settings.current
             let now = Date()
             let last = snapshot
-            if settings.garbageCollection, gcDue(settings, last: last.lastGC, now: now) {
+            if settings.garbageCollection, (try? await catalog.offload({ [self] in gcDue(settings, last: last.lastGC, now: now) })) == true {
                 await collectGarbage(settings)
             }
             if settings.healthMonitoring,
@@ -84,7 +84,7 @@ final class Maintenance: Sendable {
         let gc = collector
         let result: GCResult?
         do {
-            result = try await Blocking.run { try gc.collect(dryRun: false) }
+            result = try await catalog.offload { try gc.collect(dryRun: false) }
         } catch {
             result = nil
             logger.error("scheduled gc: \(error)")
@@ -102,19 +102,21 @@ final class Maintenance: Sendable {
     // MARK: - Health
 
     func healthPass(_ settings: SidecarSettings.Values) async {
-        let state = try? engine.state(create: false)
-        var candidates: [(spec: ModelSpec, verified: Date?)] = []
-        for spec in (try? catalog.specs()) ?? [] where (try? engine.status(spec).state) == .complete {
-            candidates.append((spec, ((try? state?.lastVerified(model: engine.modelKey(spec))) ?? nil) ?? nil))
-        }
-        // Oldest verification first; within the budget (at least one model per pass).
-        candidates.sort { ($0.verified ?? .distantPast) < ($1.verified ?? .distantPast) }
+        // Complete models, oldest verification first; within the budget (at least one per pass).
+        let candidates = (try? await catalog.offload { [engine, catalog] () -> [(spec: ModelSpec, verified: Date?)] in
+            let state = try? engine.state(create: false)
+            var candidates: [(spec: ModelSpec, verified: Date?)] = []
+            for spec in (try? catalog.specs()) ?? [] where (try? engine.status(spec).state) == .complete {
+                candidates.append((spec, ((try? state?.lastVerified(model: engine.modelKey(spec))) ?? nil) ?? nil))
+            }
+            return candidates.sorted { ($0.verified ?? .distantPast) < ($1.verified ?? .distantPast) }
+        }) ?? []
         var budget = hashBudget
         var ok = 0, failed = 0
         for (spec, _) in candidates {
             guard !Task.isCancelled, budget > 0 || ok + failed == 0 else { break }   // cancelled: the sidecar stops
             budget -= spec.totalSize
-            guard let result = try? await Blocking.run({ [engine] in try engine.verify(spec) }) else { continue }
+            guard let result = try? await catalog.offload({ [engine] in try engine.verify(spec) }) else { continue }
             if result.verified {
                 ok += 1
                 continue
@@ -122,11 +124,12 @@ final class Maintenance: Sendable {
             failed += 1
             checks.alert(spec, result)
             if settings.autoRepairEnabled {
-                _ = try? await checks.performRepair(spec, type: .auto, force: true)
+                _ = try? await catalog.offload { [checks] in try checks.performRepair(spec, type: .auto, force: true) }
             }
         }
-        let partials = abandonedPartials()
-        let idleLocks = engine.locks.inventory().filter { !$0.held }.count
+        let (partials, idleLocks) = (try? await catalog.offload { [self] () -> (Int, Int) in
+            (abandonedPartials(), engine.locks.inventory().filter { !$0.held }.count)
+        }) ?? (0, 0)
         counters.withLock {
             $0.healthPasses += 1
             $0.checksOK += ok

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import WanCache
 import WanCore
 import WanSystem
@@ -80,6 +81,15 @@ struct ModelCatalog: Sendable {
     let downloads: DownloadManager
     /// What `PUT /config/update` can change.
     let settings: SidecarSettings
+    /// The bounded pool every blocking call of a handler or a service runs on
+    /// (`sidecar_blocking_threads`), so Swift concurrency's threads never wait on a disk walk,
+    /// SQLite or a hash.
+    let blocking: NIOThreadPool
+
+    /// Runs `body` on the blocking pool and returns its result.
+    func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await blocking.runIfActive(body)
+    }
 
     /// The cache's size and room under the live `max_storage_gb`.
     func storageFigures() throws -> StorageFigures {

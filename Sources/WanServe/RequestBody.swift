@@ -1,6 +1,13 @@
 import Foundation
 import Hummingbird
 
+/// A value JSONSerialization parsed, handed to the blocking pool: its dictionaries, arrays,
+/// strings and numbers are immutable Foundation values, never changed once parsed.
+struct ParsedJSON<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 /// Reads JSON request bodies the same way on every endpoint: a body not sent as
 /// `application/json` is 415 (a web page's form or `text/plain` POST, which a browser sends
 /// without asking first, never acts); a body that is not a JSON object is 400 `BAD_REQUEST`; a

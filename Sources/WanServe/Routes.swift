@@ -15,20 +15,31 @@ struct Routes: Sendable {
 
     var engine: CacheEngine { catalog.engine }
 
+    /// Every handler that reads the cache, the disk or the state database runs its work on the
+    /// blocking pool (``ModelCatalog/offload(_:)``); only parsing and body reads stay on the
+    /// event loop's task.
     func register(on router: Router<SidecarContext>) {
-        router.get("/health/models") { _, _ in try healthModels(nil) }
-        router.get("/health/models/:model_id") { _, context in try healthModels(try context.parameters.require("model_id")) }
-        router.get("/api/v1/models/status/detailed") { _, _ in try statusDetailed() }
-        router.get("/api/v1/models/status/detailed/:model_id") { _, context in
-            try JSONResponse.make(try catalog.detail(try catalog.spec(try context.parameters.require("model_id"))))
+        router.get("/health/models") { _, _ in try await off { try healthModels(nil) } }
+        router.get("/health/models/:model_id") { _, context in
+            let id = try context.parameters.require("model_id")
+            return try await off { try healthModels(id) }
         }
-        router.get("/api/v1/models/storage") { request, _ in try storage(try PageRequest(request: request)) }
+        router.get("/api/v1/models/status/detailed") { _, _ in try await off { try statusDetailed() } }
+        router.get("/api/v1/models/status/detailed/:model_id") { _, context in
+            let id = try context.parameters.require("model_id")
+            return try await off { try JSONResponse.make(try catalog.detail(try catalog.spec(id))) }
+        }
+        router.get("/api/v1/models/storage") { request, _ in
+            let page = try PageRequest(request: request)
+            return try await off { try storage(page) }
+        }
         let configRoutes = ConfigRoutes(catalog: catalog, config: config)
-        router.get("/api/v1/config/current") { _, _ in try configRoutes.current() }
+        router.get("/api/v1/config/current") { _, _ in try await off { try configRoutes.current() } }
         router.put("/api/v1/config/update") { request, _ in try await configRoutes.update(request) }
-        router.get("/api/v1/models/health") { _, _ in try checks.report(nil, schedules: maintenance.snapshot) }
+        router.get("/api/v1/models/health") { _, _ in try await off { try checks.report(nil, schedules: maintenance.snapshot) } }
         router.get("/api/v1/models/health/:model_id") { _, context in
-            try checks.report(try context.parameters.require("model_id"), schedules: maintenance.snapshot)
+            let id = try context.parameters.require("model_id")
+            return try await off { try checks.report(id, schedules: maintenance.snapshot) }
         }
         router.post("/api/v1/models/health/:model_id/check") { request, context in
             try await checks.startCheck(try context.parameters.require("model_id"), request: request)
@@ -37,27 +48,37 @@ struct Routes: Sendable {
             try await checks.repair(try context.parameters.require("model_id"), request: request)
         }
         let analytics = AnalyticsRoutes(catalog: catalog)
-        router.get("/api/v1/models/analytics/cleanup") { request, _ in try analytics.cleanupAdvice(request) }
-        router.get("/api/v1/models/analytics/performance") { _, _ in try analytics.performance() }
-        router.get("/api/v1/models/analytics") { request, _ in try analytics.usage(nil, request: request) }
+        router.get("/api/v1/models/analytics/cleanup") { request, _ in try await off { try analytics.cleanupAdvice(request) } }
+        router.get("/api/v1/models/analytics/performance") { _, _ in try await off { try analytics.performance() } }
+        router.get("/api/v1/models/analytics") { request, _ in try await off { try analytics.usage(nil, request: request) } }
         router.get("/api/v1/models/analytics/:model_id") { request, context in
-            try analytics.usage(try context.parameters.require("model_id"), request: request)
+            let id = try context.parameters.require("model_id")
+            return try await off { try analytics.usage(id, request: request) }
         }
         let fallback = FallbackRoutes(catalog: catalog)
         router.post("/api/v1/models/fallback/suggest") { request, _ in try await fallback.suggest(request) }
         router.post("/api/v1/models/fallback/queue") { request, _ in try await fallback.enqueue(request) }
-        router.get("/api/v1/models/fallback/queue/:queue_id") { _, context in try fallback.entry(try context.parameters.require("queue_id")) }
+        router.get("/api/v1/models/fallback/queue/:queue_id") { _, context in
+            let id = try context.parameters.require("queue_id")
+            return try await off { try fallback.entry(id) }
+        }
         let cleanup = CleanupRoutes(catalog: catalog)
         router.post("/api/v1/models/cleanup") { request, _ in try await cleanup.cleanup(request) }
         let downloads = DownloadRoutes(catalog: catalog)
         router.post("/api/v1/models/download/manage") { request, _ in try await downloads.manage(request) }
         router.get("/api/v1/models/download/progress/:model_id") { _, context in
-            try downloads.progress(try context.parameters.require("model_id"))
+            let id = try context.parameters.require("model_id")
+            return try await off { try downloads.progress(id) }
         }
-        router.get("/api/v1/models/download/active") { request, _ in try downloads.active(request) }
+        router.get("/api/v1/models/download/active") { request, _ in try await off { try downloads.active(request) } }
         if config.enableMetrics {
-            router.get("/metrics") { _, _ in try metrics() }
+            router.get("/metrics") { _, _ in try await off { try metrics() } }
         }
+    }
+
+    /// A handler's blocking work, on the pool.
+    private func off(_ body: @escaping @Sendable () throws -> Response) async throws -> Response {
+        try await catalog.offload(body)
     }
 
     // MARK: - Status

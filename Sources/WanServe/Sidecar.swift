@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import NIOPosix
 import Logging
 import WanCache
 import WanCore
@@ -47,6 +48,12 @@ public struct Sidecar: Sendable {
         let downloads: DownloadManager
         let catalog: ModelCatalog
         let maintenance: Maintenance
+
+        /// Stops the downloads (their partial bytes stay for the next run) and the blocking pool.
+        func shutdown() async {
+            downloads.shutdown()
+            try? await catalog.blocking.shutdownGracefully()   // fails only when already stopped
+        }
     }
 
     /// Every route with its middleware, over this sidecar's engine: what ``run(onListening:)``
@@ -58,10 +65,12 @@ public struct Sidecar: Sendable {
         router.middlewares.add(RateLimitMiddleware(limits: rateLimits, clock: clock))
         if authToken != nil || adminToken != nil { router.middlewares.add(BearerAuthMiddleware(token: authToken, adminToken: adminToken, protectProbes: protectProbes)) }
         let events = EventHub()
-        let downloads = DownloadManager(engine: engine, events: events)
+        let blocking = NIOThreadPool(numberOfThreads: config.sidecarBlockingThreads)
+        blocking.start()
+        let downloads = DownloadManager(engine: engine, events: events, blocking: blocking)
         let settings = SidecarSettings(config: config, state: try engine.state())
         downloads.maxConcurrent = settings.current.maxConcurrentDownloads
-        let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings)
+        let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings, blocking: blocking)
         let checks = HealthChecks(catalog: catalog)
         var scheduleLogger = logger
         scheduleLogger[metadataKey: "component"] = "maintenance"
@@ -84,7 +93,6 @@ public struct Sidecar: Sendable {
     /// system chose for port 0).
     public func run(onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) async throws {
         let parts = try assemble()
-        defer { parts.downloads.shutdown() }   // SIGTERM: transfers stop, partial bytes stay for the next run
         let app = Application(router: parts.router,
                               server: .http1WebSocketUpgrade(webSocketRouter: parts.router, configuration: .init(autoPing: .enabled(timePeriod: .seconds(30)))),
                               configuration: .init(address: .hostname(host, port: port), serverName: "wan"),
@@ -92,12 +100,18 @@ public struct Sidecar: Sendable {
                               logger: logger)
         // The background work lives as long as the server: cancelled when it stops.
         let (catalog, maintenance, downloads) = (parts.catalog, parts.maintenance, parts.downloads)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await AvailabilityWatcher(catalog: catalog).run() }
-            group.addTask { await maintenance.run() }
-            try await app.runService()
-            downloads.shutdown()   // at once: the background tasks may take a moment to notice
-            group.cancelAll()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await AvailabilityWatcher(catalog: catalog).run() }
+                group.addTask { await maintenance.run() }
+                try await app.runService()
+                downloads.shutdown()   // at once: the background tasks may take a moment to notice
+                group.cancelAll()
+            }
+        } catch {
+            await parts.shutdown()
+            throw error
         }
+        await parts.shutdown()   // SIGTERM: transfers stop, partial bytes stay for the next run
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import NIOPosix
 import WanCache
 import WanCore
 import WanTestSupport
@@ -12,12 +13,14 @@ struct SidecarFixture {
     let dir: Scratch
     let sidecar: Sidecar
 
-    init(token: String? = nil, adminToken: String? = nil, limits: RateLimits = .off, listenHost: String = "127.0.0.1") throws {
+    init(token: String? = nil, adminToken: String? = nil, limits: RateLimits = .off, listenHost: String = "127.0.0.1",
+         blockingThreads: Int? = nil) throws {
         dir = try Scratch("wan-serve-app")
         let model = ModelFixture(modelID: "app@1.0", sizes: [("w.bin", 4096)], seed: 7)
         try model.write(to: dir.path + "/src")
         let manifest = try dir.write("models.toml", ModelFixture.manifest([model.manifestEntry(sources: ["local://\(dir.path)/src"])]))
-        let config = try OrchestratorConfig.load(environment: ["MODELS_ROOT": dir.path + "/root"], manifestPath: manifest)
+        var config = try OrchestratorConfig.load(environment: ["MODELS_ROOT": dir.path + "/root"], manifestPath: manifest)
+        if let blockingThreads { config.sidecarBlockingThreads = blockingThreads }
         let engine = try CacheEngine(config: config, registry: try ModelRegistry(manifestPath: manifest))
         sidecar = Sidecar(engine: engine, config: config, host: listenHost, port: 0, authToken: token, adminToken: adminToken, rateLimits: limits)
     }
@@ -25,12 +28,23 @@ struct SidecarFixture {
     /// Runs `body` against the sidecar's router; `clock` is the rate limiter's (seconds since 1970).
     func test(clock: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) },
               _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        try await test(clock: clock) { client, _ in try await body(client) }
+    }
+
+    /// The same, with the sidecar's blocking pool at hand.
+    func test(clock: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) },
+              _ body: @Sendable (any TestClientProtocol, NIOThreadPool) async throws -> Void) async throws {
         let parts = try sidecar.assemble(clock: clock)
-        defer {
-            parts.downloads.shutdown()
+        let pool = parts.catalog.blocking
+        do {
+            try await Application(router: parts.router).test(.router) { client in try await body(client, pool) }
+        } catch {
+            await parts.shutdown()
             sidecar.engine.shutdown()
+            throw error
         }
-        try await Application(router: parts.router).test(.router, body)
+        await parts.shutdown()
+        sidecar.engine.shutdown()
     }
 }
 
