@@ -88,6 +88,9 @@ public final class FetchScheduler: @unchecked Sendable {
     /// Workers that take any job (not demand-only) and are waiting for one: while one is,
     /// a queued job is about to run and needs no extra worker.
     private var idleGeneral = 0
+    /// Whether the workers were started (on the first job: an engine that never fetches
+    /// starts no thread).
+    private var started = false
     private var stopping = false
     public let workers: Int
     public let demandWorkers: Int
@@ -103,11 +106,14 @@ public final class FetchScheduler: @unchecked Sendable {
         self.stallGrace = stallGrace
         self.maxThreads = min(256, 4 * (self.workers + self.demandWorkers))
         self.name = name
-        condition.lock()
-        for index in 0..<(self.workers + self.demandWorkers) {
-            startThread(index: index, demandOnly: index >= self.workers, extra: false)
+    }
+
+    /// Starts the workers and the monitor (condition held).
+    private func startWorkers() {
+        started = true
+        for index in 0..<(workers + demandWorkers) {
+            startThread(index: index, demandOnly: index >= workers, extra: false)
         }
-        condition.unlock()
         let monitor = Thread { [weak self] in
             while let self, self.watch() {}
         }
@@ -175,6 +181,7 @@ public final class FetchScheduler: @unchecked Sendable {
             ticket.drop()
             return ticket
         }
+        if !started { startWorkers() }
         queues[priority.rawValue].append(ticket)
         condition.broadcast()
         condition.unlock()

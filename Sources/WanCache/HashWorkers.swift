@@ -15,21 +15,19 @@ public final class HashWorkers: @unchecked Sendable {
     private var queue: [@Sendable () -> Void] = []
     private var stopping = false
     private var running = 0
+    /// Whether the threads were started (on the first job: an engine that never fetches,
+    /// such as one made for a status or a size estimate, starts none).
+    private var started = false
+    private let threads: Int
+    private let name: String
     /// The nice value of the workers.
     public static let nice: Int32 = 10
 
     /// - Parameter threads: default half the cores (at least one): one digest is one thread's
     ///   work, so several files verify in parallel on larger machines.
     public init(threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount / 2), name: String = "wan-hash") {
-        for index in 0..<max(1, threads) {
-            let thread = Thread {
-                Thread.current.name = "\(name)-\(index)"
-                try? ThreadPriority.lowerCurrent(to: Self.nice)   // best effort: the work is the same either way
-                self.work()
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
+        self.threads = max(1, threads)
+        self.name = name
     }
 
     /// Queues `job`; dropped once stopped (a digest that never ran is started again by the
@@ -38,8 +36,30 @@ public final class HashWorkers: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return }
+        if !started { startThreads() }
         queue.append(job)
         condition.broadcast()
+    }
+
+    /// Whether the workers run (they start with the first job).
+    var isStarted: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return started
+    }
+
+    /// Starts the workers (condition held).
+    private func startThreads() {
+        started = true
+        for index in 0..<threads {
+            let thread = Thread { [name] in
+                Thread.current.name = "\(name)-\(index)"
+                try? ThreadPriority.lowerCurrent(to: Self.nice)   // best effort: the work is the same either way
+                self.work()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
     }
 
     /// Waits until no digest is queued or running, for at most `timeout` seconds; whether

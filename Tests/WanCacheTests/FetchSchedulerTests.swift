@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WanTestSupport
 @testable import WanCache
 
 /// A stuck job (no bytes for a while) does not hold up the queue: an extra worker runs the
@@ -37,5 +38,31 @@ import Testing
         scheduler.submit(.background) { _ in done.signal() }
         #expect(done.wait(timeout: .now() + 5) == .success)
         #expect(Date().timeIntervalSince(second) >= 0.9, "ran only once the first was done: the connection limit holds")
+    }
+
+    @Test func noThreadStartsBeforeTheFirstJob() throws {
+        let scheduler = FetchScheduler(workers: 3, demandWorkers: 1, name: "lazy-test")
+        defer { scheduler.stop() }
+        #expect(scheduler.threadCount == 0, "made, never used: no thread")
+        let done = DispatchSemaphore(value: 0)
+        scheduler.submit(.background) { _ in done.signal() }
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(scheduler.threadCount == 4)
+    }
+}
+
+/// An engine made only to read status (the sidecar's, the CLI's) starts no fetch or hash thread.
+@Suite struct LazyEngineThreadTests {
+    @Test func anEngineStartsThreadsOnlyOnItsFirstFetch() throws {
+        let model = ModelFixture(modelID: "lazy@1.0", sizes: [("w.bin", 1 << 20)], seed: 3)
+        let dir = try Scratch("wan-lazy")
+        try model.write(to: dir.path + "/src")
+        let fixture = try CacheFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://\(dir.path)/src"])]), dir: dir)
+        let engine = fixture.engine
+        defer { engine.shutdown() }
+        _ = try engine.status(try fixture.spec("lazy@1.0"))
+        #expect(engine.scheduler.threadCount == 0 && !engine.hashWorkers.isStarted, "status alone starts no thread")
+        _ = try engine.ensure(try fixture.spec("lazy@1.0"))
+        #expect(engine.scheduler.threadCount > 0, "the first fetch starts the fetch workers")
     }
 }
