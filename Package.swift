@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "WanCoreTests", dependencies: ["WanCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "WanSystemTests", dependencies: ["WanSystem"]),
         .testTarget(name: "WanSourcesTests", dependencies: ["WanSources", "WanSystem", "WanTestSupport"]),
-        .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport"]),
+        .testTarget(name: "WanCacheTests", dependencies: ["WanCache", "WanTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "WanFSTests", dependencies: ["WanFS", "WanCache", "WanCore", "WanTestSupport", "mount.wanfs", "wan"]),
         .testTarget(name: "WanCLITests", dependencies: ["wan", "WanCore", "WanTestSupport"]),
         // The sidecar's routes and middleware in process (HummingbirdTesting), beside the

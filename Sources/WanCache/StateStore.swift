@@ -8,7 +8,7 @@ import WanCore
 /// cross-process locking. Schema changes go through numbered migrations.
 public final class StateStore: Sendable {
     public let path: String
-    private let database: DatabasePool
+    let database: DatabasePool
 
     /// A model variant's usage (keyed by its directory name: `id` or `id#variant`).
     public struct ModelUsage: Sendable, Equatable, Codable {
@@ -127,6 +127,9 @@ public final class StateStore: Sendable {
         migrator.registerMigration("v3") { db in
             try db.alter(table: "file_states") { t in t.add(column: "size", .integer) }
         }
+        // v4: download totals kept up to date with each record, so /metrics never scans the
+        // history; filled from the history there is.
+        migrator.registerMigration("v4") { db in try createDownloadTotals(db) }
         return migrator
     }
 
@@ -230,6 +233,8 @@ public final class StateStore: Sendable {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [record.model, record.path, record.sha256, record.source, record.bytes, record.duration,
                                  record.outcome, record.error, record.finishedAt.timeIntervalSince1970])
+            try Self.count(db, model: record.model, outcome: record.outcome)
+            if record.outcome == "completed" { try Self.countDuration(db, seconds: record.duration) }
         }
     }
 

@@ -245,24 +245,26 @@ struct Routes: Sendable {
 
     // MARK: - Metrics
 
-    /// Prometheus text: rebuilt from the state database and the disk at every scrape, so the
-    /// counters cover every process that shares MODELS_ROOT (CLI, mount, sidecar).
+    /// Prometheus text, from the state database's download totals (kept current by every
+    /// process that shares MODELS_ROOT: CLI, mount, sidecar), the disk and the mounts' counters.
+    /// Every family is declared (`# HELP`, `# TYPE`) even before its first sample.
     func metrics() throws -> Response {
         let registry = PrometheusCollectorRegistry()
         func name(_ metric: String, _ help: String) -> MetricNameDescriptor { MetricNameDescriptor(metricName: metric, unitName: "", helpText: help) }
-        let downloads = name("model_downloads_total", "Downloads of model files by outcome (state database history).")
-        let errors = name("model_errors_total", "Failed or corrupt downloads by error type.")
-        let storageUsed = name("model_storage_bytes_used", "Bytes on disk per model family (shared blobs counted per model).")
-        let history = (try engine.state(create: false)?.downloads(limit: 1_000_000)) ?? []
-        let durations = registry.makeDurationHistogram(descriptor: name("model_download_duration_seconds", "Duration of completed file downloads."),
-                                                       buckets: [1, 5, 15, 60, 300, 900, 1800, 3600, 7200].map { Duration.seconds($0) })
-        for record in history {
-            let status = record.outcome == "completed" ? "completed" : record.outcome == "cancelled" ? "cancelled" : "failed"
-            registry.makeCounter(descriptor: downloads, labels: [("model", record.model), ("status", status)]).increment()
-            if record.outcome == "completed" { durations.recordNanoseconds(Int64(record.duration * 1e9)) }
-            if record.outcome != "completed" {
-                let type = record.outcome == "corrupt" ? "CHECKSUM_FAIL" : "DOWNLOAD_FAILED"
-                registry.makeCounter(descriptor: errors, labels: [("type", type), ("model", record.model)]).increment()
+        let families: [(name: String, type: String, help: String)] = [
+            ("model_downloads_total", "counter", "Downloads of model files by outcome (state database history)."),
+            ("model_errors_total", "counter", "Failed or corrupt downloads by error type."),
+            ("model_storage_bytes_used", "gauge", "Bytes on disk per model family (shared blobs counted per model)."),
+        ]
+        let descriptors = families.map { name($0.name, $0.help) }
+        let (downloads, errors, storageUsed) = (descriptors[0], descriptors[1], descriptors[2])
+        let totals = try engine.state(create: false)?.downloadTotals() ?? StateStore.DownloadTotals()
+        for row in totals.rows {
+            let status = row.outcome == "completed" ? "completed" : row.outcome == "cancelled" ? "cancelled" : "failed"
+            registry.makeCounter(descriptor: downloads, labels: [("model", row.model), ("status", status)]).increment(by: row.count)
+            if row.outcome != "completed" && row.outcome != "cancelled" {
+                let type = row.outcome == "corrupt" ? "CHECKSUM_FAIL" : "DOWNLOAD_FAILED"
+                registry.makeCounter(descriptor: errors, labels: [("type", type), ("model", row.model)]).increment(by: row.count)
             }
         }
         if let usage = try? DiskUsage.measure(engine.resolver) {
@@ -289,10 +291,29 @@ struct Routes: Sendable {
         registry.makeGauge(descriptor: name("wan_abandoned_partials", "Partial downloads no process has touched for an hour."))
             .set(Double(runs.abandonedPartials))
 
-        var text = registry.emitToBuffer()
-        text += Array(Self.mountMetrics(MountReadMetrics.live(engine.resolver)).utf8)
+        var text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        for family in families where !text.contains("# TYPE \(family.name) ") {
+            text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.type)\n"
+        }
+        text += Self.histogram("model_download_duration_seconds", help: "Duration of completed file downloads.",
+                               bounds: StateStore.downloadDurationBuckets, counts: totals.durationCounts, sum: totals.durationSum)
+        text += Self.mountMetrics(MountReadMetrics.live(engine.resolver))
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// A histogram in the text format from per-bucket counts (not cumulative; one more than
+    /// `bounds`, the last past every bound), summed without ever overflowing.
+    static func histogram(_ name: String, help: String, bounds: [Double], counts: [Int64], sum: Double) -> String {
+        var lines = ["# HELP \(name) \(help)", "# TYPE \(name) histogram"]
+        var cumulative: Int64 = 0
+        for (index, bound) in bounds.enumerated() {
+            cumulative = cumulative.addingClamped(max(0, counts.indices.contains(index) ? counts[index] : 0))
+            lines.append("\(name)_bucket{le=\"\(bound)\"} \(cumulative)")
+        }
+        cumulative = cumulative.addingClamped(max(0, counts.indices.contains(bounds.count) ? counts[bounds.count] : 0))
+        lines += ["\(name)_bucket{le=\"+Inf\"} \(cumulative)", "\(name)_sum \(sum)", "\(name)_count \(cumulative)"]
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// The read metrics the live mounts publish, summed over mounts, in the text format
@@ -314,18 +335,11 @@ struct Routes: Sendable {
                   "wan_cache_misses_total \(sum(\.cacheMisses))",
                   "# HELP wan_inflight_fetches Files the mounts are fetching now.",
                   "# TYPE wan_inflight_fetches gauge",
-                  "wan_inflight_fetches \(sum { Int64($0.inFlightFetches) })",
-                  "# HELP wan_read_latency_seconds Time a read through a mount waited for its bytes.",
-                  "# TYPE wan_read_latency_seconds histogram"]
-        var cumulative: Int64 = 0
-        for (index, bound) in MountReadMetrics.latencyBuckets.enumerated() {
-            cumulative = cumulative.addingClamped(sum { $0.latencyCounts[index] })
-            lines.append("wan_read_latency_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
-        }
-        cumulative = cumulative.addingClamped(sum { $0.latencyCounts[MountReadMetrics.latencyBuckets.count] })
-        lines += ["wan_read_latency_seconds_bucket{le=\"+Inf\"} \(cumulative)",
-                  "wan_read_latency_seconds_sum \(sum(\.latencySum))",
-                  "wan_read_latency_seconds_count \(cumulative)"]
+                  "wan_inflight_fetches \(sum { Int64($0.inFlightFetches) })"]
+        let buckets = MountReadMetrics.latencyBuckets
+        let counts = (0...buckets.count).map { index in sum { $0.latencyCounts.indices.contains(index) ? $0.latencyCounts[index] : 0 } }
         return lines.joined(separator: "\n") + "\n"
+            + histogram("wan_read_latency_seconds", help: "Time a read through a mount waited for its bytes.",
+                        bounds: buckets, counts: counts, sum: sum(\.latencySum))
     }
 }
