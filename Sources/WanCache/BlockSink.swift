@@ -58,7 +58,7 @@ final class BlockSink: ResumableSink, @unchecked Sendable {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
-        progress?.progressed()
+        progress?.progressed(bytes: bytes.count)
         lock.lock()
         defer { lock.unlock() }
         // A piece that straddles a block boundary is taken one block's part at a time, so each

@@ -14,15 +14,26 @@ public enum FetchPriority: Int, Sendable, Comparable, CaseIterable {
     public static func < (lhs: FetchPriority, rhs: FetchPriority) -> Bool { lhs.rawValue < rhs.rawValue }
 }
 
-/// A running job's pulse: the job calls ``progressed()`` whenever bytes arrive, so the
-/// scheduler can tell a job that is slow from one that is stuck.
+/// A running job's pulse: the job calls ``progressed(bytes:)`` whenever bytes arrive, so the
+/// scheduler can tell a job that moves from one that is stuck. A trickle counts as stuck: the
+/// job moves each time another ``movingBytes`` have arrived (an origin sending a few bytes a
+/// second holds a worker as surely as a frozen one).
 public final class FetchProgress: Sendable {
+    /// Bytes that make a job count as moving again (over the scheduler's grace period of 2 s:
+    /// 8 KiB/s, half the default `min_transfer_rate`).
+    public static let movingBytes = 16 << 10
     private let last = Atomic<UInt64>(FetchProgress.now())
+    private let pending = Atomic<Int>(0)
 
     public init() {}
 
-    /// Bytes arrived just now.
-    public func progressed() { last.store(Self.now(), ordering: .relaxed) }
+    /// `bytes` arrived just now.
+    public func progressed(bytes: Int) {
+        let total = pending.add(max(0, bytes), ordering: .relaxed).newValue
+        guard total >= Self.movingBytes else { return }
+        pending.store(0, ordering: .relaxed)
+        last.store(Self.now(), ordering: .relaxed)
+    }
 
     /// Seconds since the job last moved.
     var idleSeconds: Double { Double(Self.now() &- last.load(ordering: .relaxed)) / 1e9 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WanTestSupport
 @testable import WanCache
@@ -30,7 +31,7 @@ import WanTestSupport
         let done = DispatchSemaphore(value: 0)
         scheduler.submit(.background) { progress in
             for _ in 0..<20 {   // 1 s of steady progress
-                progress.progressed()
+                progress.progressed(bytes: 1 << 20)
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
@@ -38,6 +39,26 @@ import WanTestSupport
         scheduler.submit(.background) { _ in done.signal() }
         #expect(done.wait(timeout: .now() + 5) == .success)
         #expect(Date().timeIntervalSince(second) >= 0.9, "ran only once the first was done: the connection limit holds")
+    }
+
+    /// An origin that trickles (a few bytes now and then) holds a worker as a frozen one does:
+    /// the next job gets an extra worker.
+    @Test func aTricklingJobCountsAsStuck() throws {
+        let scheduler = FetchScheduler(workers: 1, demandWorkers: 0, name: "trickle-test", stallGrace: 0.3)
+        defer { scheduler.stop() }
+        let release = Flag()
+        let started = DispatchSemaphore(value: 0)
+        scheduler.submit(.background) { progress in
+            while !release.isRaised {   // 10 bytes a second
+                progress.progressed(bytes: 1)
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        let submitted = Date()
+        scheduler.submit(.background) { _ in started.signal() }
+        #expect(started.wait(timeout: .now() + 5) == .success, "the second job never ran")
+        #expect(Date().timeIntervalSince(submitted) < 2)
+        release.raise()
     }
 
     @Test func noThreadStartsBeforeTheFirstJob() throws {
@@ -65,4 +86,11 @@ import WanTestSupport
         _ = try engine.ensure(try fixture.spec("lazy@1.0"))
         #expect(engine.scheduler.threadCount > 0, "the first fetch starts the fetch workers")
     }
+}
+
+/// A flag one thread raises and another reads.
+final class Flag: Sendable {
+    private let raised = Atomic<Bool>(false)
+    func raise() { raised.store(true, ordering: .sequentiallyConsistent) }
+    var isRaised: Bool { raised.load(ordering: .sequentiallyConsistent) }
 }
