@@ -229,24 +229,13 @@ final class HealthChecks: Sendable {
             return RepairOutcome(id: repairID, actions: [], estimatedCompletion: Date(),
                                  message: "\(key) is complete; nothing to repair (force_repair re-hashes it anyway)")
         }
-        var actions = ["integrity_check"]
-        let result = try engine.verify(spec)
-        let damaged = type == .redownload ? result.failedFiles + result.missingFiles : result.failedFiles
-        if !damaged.isEmpty {
-            try engine.quarantine(spec, files: result.failedFiles)
-            actions.append("quarantine")
-        }
-        var relinked = false
-        for file in spec.files where result.missingFiles.contains(file.path) {
-            guard engine.blobExists(file) else { continue }
-            try engine.link(file, into: engine.modelKey(spec), at: file.path)
-            relinked = true
-        }
-        if relinked { actions.append("relink") }
+        // The repair `wan models verify --fix` runs too; what is still missing is then queued
+        // as a download of this sidecar (with progress), not fetched inline.
+        let report = try engine.repair(spec, mode: .local)
+        var actions = report.actions
         var eta = Date()
-        let after = try engine.status(spec)
-        if type != .integrityFix && after.state != .complete {
-            actions.append(after.bytesPresent == 0 ? "full_redownload" : "partial_redownload")
+        if type != .integrityFix && !report.stillMissing.isEmpty {
+            actions.append(report.bytesPresent == 0 ? "full_redownload" : "partial_redownload")
             if catalog.downloads.snapshot(key)?.status.isActive != true {
                 _ = try catalog.downloads.start(spec, priority: .high, bandwidth: catalog.settings.defaultBandwidth,
                                                 maxRetries: catalog.settings.current.maxRetries)

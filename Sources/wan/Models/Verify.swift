@@ -33,8 +33,10 @@ struct Verify: WanCommand {
         let variant: String?
         let result: VerificationResult
         let fixed: Bool
+        /// With --fix, the repair's steps (integrity_check, quarantine, relink, partial_redownload / full_redownload).
+        let actions: [String]?
         let error: ErrorReport?
-        enum CodingKeys: String, CodingKey { case modelID = "model_id", variant, result, fixed, error }
+        enum CodingKeys: String, CodingKey { case modelID = "model_id", variant, result, fixed, actions, error }
     }
 
     func execute(_ output: Output) async throws {
@@ -44,21 +46,25 @@ struct Verify: WanCommand {
         for spec in try context.specs(model: model, variant: variant) {
             let key = engine.modelKey(spec)
             do {
-                var result = try await Blocking.run { try engine.verify(spec) }
+                var result: VerificationResult
                 var fixed = false
-                if fix && !result.verified {
-                    try engine.quarantine(spec, files: result.failedFiles)
-                    try await Blocking.run { _ = try engine.ensure(spec) }
+                var actions: [String]?
+                if fix {
+                    // The sidecar's repair, fetching what is missing here and now.
+                    let report = try await Blocking.run { try engine.repair(spec, mode: .fetch) }
+                    result = report.after ?? report.found
+                    fixed = !report.found.verified && report.intact
+                    actions = report.actions
+                } else {
                     result = try await Blocking.run { try engine.verify(spec) }
-                    fixed = result.verified
                 }
                 output.say("\(key): \(result.verified ? "OK" : "DAMAGED") (\(result.verifiedFiles.count) verified, \(result.failedFiles.count) failed, \(result.missingFiles.count) missing)\(fixed ? ", fixed" : "")")
                 for line in result.errors { output.say("  \(line)") }
-                outcomes.append(Outcome(modelID: spec.modelID, variant: spec.variant, result: result, fixed: fixed, error: nil))
+                outcomes.append(Outcome(modelID: spec.modelID, variant: spec.variant, result: result, fixed: fixed, actions: actions, error: nil))
             } catch {
                 let report = ErrorReport(error)
                 output.say("\(key): FAILED [\(report.code)] \(report.message)")
-                outcomes.append(Outcome(modelID: spec.modelID, variant: spec.variant, result: VerificationResult(), fixed: false, error: report))
+                outcomes.append(Outcome(modelID: spec.modelID, variant: spec.variant, result: VerificationResult(), fixed: false, actions: nil, error: report))
             }
         }
         let ok = outcomes.allSatisfy { $0.result.verified }
