@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WanCore
 import WanSources
 import WanSystem
@@ -14,44 +15,49 @@ public struct ContentDigester: Sendable {
     }
 
     /// The manifest entry for `path` (relative name) with the digests of `bytes`.
-    final class Accumulator: ByteSink, @unchecked Sendable {
+    final class Accumulator: ByteSink, Sendable {
         let chunkSize: Int64
-        let whole = SHA256Hasher()
-        var chunk = SHA256Hasher()
-        var inChunk: Int64 = 0
-        var chunks: [String] = []
-        var size: Int64 = 0
-        private let lock = NSLock()
+        /// The digests so far, and where the stream stands, changed together.
+        private struct State {
+            let whole = SHA256Hasher()
+            var chunk = SHA256Hasher()
+            var inChunk: Int64 = 0
+            var chunks: [String] = []
+            var size: Int64 = 0
+        }
+        private let state = Mutex(State())
 
         init(chunkSize: Int64) { self.chunkSize = chunkSize }
 
         /// Bytes must arrive in order (one sequential stream).
         func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
-            lock.lock()
-            defer { lock.unlock() }
-            guard offset == size else {
-                throw SourceError(.protocolViolation, source: "digester", message: "bytes at \(offset) arrived out of order (expected \(size))")
-            }
-            whole.update(bytes)
-            var rest = bytes
-            while !rest.isEmpty {
-                let take = Int(min(Int64(rest.count), chunkSize - inChunk))
-                chunk.update(UnsafeRawBufferPointer(rebasing: rest[..<take]))
-                inChunk += Int64(take)
-                if inChunk == chunkSize {
-                    chunks.append(chunk.finalize().hex)
-                    chunk = SHA256Hasher()
-                    inChunk = 0
+            try state.withLock { s in
+                guard offset == s.size else {
+                    throw SourceError(.protocolViolation, source: "digester", message: "bytes at \(offset) arrived out of order (expected \(s.size))")
                 }
-                rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+                s.whole.update(bytes)
+                var rest = bytes
+                while !rest.isEmpty {
+                    let take = Int(min(Int64(rest.count), chunkSize - s.inChunk))
+                    s.chunk.update(UnsafeRawBufferPointer(rebasing: rest[..<take]))
+                    s.inChunk += Int64(take)
+                    if s.inChunk == chunkSize {
+                        s.chunks.append(s.chunk.finalize().hex)
+                        s.chunk = SHA256Hasher()
+                        s.inChunk = 0
+                    }
+                    rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+                }
+                s.size += Int64(bytes.count)
             }
-            size += Int64(bytes.count)
         }
 
         func finish(path: String) -> FileSpec {
-            if inChunk > 0 { chunks.append(chunk.finalize().hex) }
-            return FileSpec(path: path, size: size, sha256: whole.finalize().hex, chunkSize: size > 0 ? chunkSize : nil,
-                            chunks: size > 0 ? chunks : nil)
+            state.withLock { s in
+                if s.inChunk > 0 { s.chunks.append(s.chunk.finalize().hex) }
+                return FileSpec(path: path, size: s.size, sha256: s.whole.finalize().hex, chunkSize: s.size > 0 ? chunkSize : nil,
+                                chunks: s.size > 0 ? s.chunks : nil)
+            }
         }
     }
 

@@ -93,8 +93,8 @@ struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Without a token, the API answers only requests meant for this machine: the `Host` must be a
 /// loopback name (`localhost`, `127.0.0.0/8`, `::1`) or the listen address, so a web page cannot
 /// reach the API by pointing a name of its own at 127.0.0.1 (DNS rebinding); and a request that
-/// changes something, sent by a web page (it carries `Origin`), is refused unless that page is
-/// served from one of those names too. Both are 403 `FORBIDDEN`.
+/// changes something, or a WebSocket to `/ws`, sent by a web page (it carries `Origin`), is
+/// refused unless that page is served from one of those names too. Both are 403 `FORBIDDEN`.
 struct LocalOnlyMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The listen address's host, lower-cased, without brackets.
     let listenHost: String
@@ -109,11 +109,12 @@ struct LocalOnlyMiddleware<Context: RequestContext>: RouterMiddleware {
                                message: "requests for '\(host)' are not answered without a token: only localhost, 127.0.0.1, ::1 and the listen address are (start wan serve with --auth-token-file to answer other names)")
             }
         }
-        if Self.changesState(request.method), let origin = request.headers[.origin] {
+        // A browser opens a WebSocket to any site without asking: the events are for this machine's pages only.
+        if Self.changesState(request.method) || request.routedPath == "/ws", let origin = request.headers[.origin] {
             guard let components = URLComponents(string: origin), ["http", "https"].contains(components.scheme?.lowercased() ?? ""),
                   let name = components.host.map(LocalNames.bare), isLocal(name) else {
                 throw APIError(.forbidden, code: "FORBIDDEN",
-                               message: "\(request.method) from the web page at '\(origin)' is refused without a token: only pages on localhost or the listen address may change anything")
+                               message: "\(request.method) \(request.routedPath) from the web page at '\(origin)' is refused without a token: only pages on localhost or the listen address may change anything or follow events")
             }
         }
         return try await next(request, context)

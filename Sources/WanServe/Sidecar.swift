@@ -49,10 +49,11 @@ public struct Sidecar: Sendable {
         let catalog: ModelCatalog
         let maintenance: Maintenance
 
-        /// Stops the downloads (their partial bytes stay for the next run) and the blocking pool.
-        func shutdown() async {
+        /// Stops the downloads (their partial bytes stay for the next run) and the blocking pool:
+        /// queued work is dropped; work running (a long re-hash) is not waited for.
+        func shutdown() {
             downloads.shutdown()
-            try? await catalog.blocking.shutdownGracefully()   // fails only when already stopped
+            catalog.blocking.shutdownGracefully { _ in }
         }
     }
 
@@ -109,9 +110,9 @@ public struct Sidecar: Sendable {
                 group.cancelAll()
             }
         } catch {
-            await parts.shutdown()
+            parts.shutdown()
             throw error
         }
-        await parts.shutdown()   // SIGTERM: transfers stop, partial bytes stay for the next run
+        parts.shutdown()   // SIGTERM: transfers stop, partial bytes stay for the next run
     }
 }

@@ -46,6 +46,10 @@ import Testing
                 try await client.execute(uri: "/api/v1/models/download/manage", method: .post, headers: headers, body: body) { response in
                     #expect(response.status == .forbidden && response.text.contains("web page"), "Origin: \(origin): \(response.status) \(response.text)")
                 }
+                // Nor follow the events (browsers open WebSockets to any site without asking).
+                try await client.execute(uri: "/ws", method: .get, headers: [.origin: origin]) { response in
+                    #expect(response.status == .forbidden, "/ws from \(origin): \(response.status)")
+                }
                 // Reading is not changing: a page may read (the browser keeps the answer from it without CORS).
                 try await client.execute(uri: "/api/v1/models/status/detailed", method: .get, headers: [.origin: origin]) { #expect($0.status == .ok) }
             }

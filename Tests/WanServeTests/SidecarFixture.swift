@@ -39,11 +39,11 @@ struct SidecarFixture {
         do {
             try await Application(router: parts.router).test(.router) { client in try await body(client, pool) }
         } catch {
-            await parts.shutdown()
+            parts.shutdown()
             sidecar.engine.shutdown()
             throw error
         }
-        await parts.shutdown()
+        parts.shutdown()
         sidecar.engine.shutdown()
     }
 }

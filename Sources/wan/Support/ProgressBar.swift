@@ -1,14 +1,15 @@
 import Foundation
 import Glibc
+import Synchronization
 import WanCore
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal (so logs and
 /// `--json` pipes stay clean). Thread-safe; redraws at most ten times a second.
-final class ProgressBar: @unchecked Sendable {
+final class ProgressBar: Sendable {
     private let label: String
     private let enabled: Bool
-    private let lock = NSLock()
-    private var lastDraw = Date.distantPast
+    /// When the bar was last drawn.
+    private let lastDraw = Mutex(Date.distantPast)
     private let started = Date()
 
     init(label: String, enabled: Bool = isatty(STDERR_FILENO) == 1) {
@@ -18,11 +19,13 @@ final class ProgressBar: @unchecked Sendable {
 
     func update(_ done: Int64, of total: Int64) {
         guard enabled else { return }
-        lock.lock()
-        defer { lock.unlock() }
         let now = Date()
-        guard now.timeIntervalSince(lastDraw) >= 0.1 || done >= total else { return }
-        lastDraw = now
+        let due = lastDraw.withLock { last in
+            guard now.timeIntervalSince(last) >= 0.1 || done >= total else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
         let fraction = total > 0 ? Double(done) / Double(total) : 1
         let width = 30
         let filled = Int(fraction * Double(width))
