@@ -6,18 +6,20 @@ import WanTestSupport
 
 /// The download totals /metrics reads are kept with each record, not counted from the history.
 @Suite struct DownloadTotalsTests {
-    func record(_ store: StateStore, _ model: String, _ outcome: String, seconds: Double) throws {
-        try store.recordDownload(.init(model: model, path: "w.bin", sha256: String(repeating: "a", count: 64), source: nil,
-                                       bytes: 10, duration: seconds, outcome: outcome))
+    /// A fresh state database holding these downloads (model, outcome, seconds).
+    func store(_ downloads: [(String, String, Double)]) throws -> (StateStore, Scratch) {
+        let dir = try Scratch("wan-totals")
+        let store = try StateStore(path: dir.path + "/state.sqlite")
+        for (model, outcome, seconds) in downloads {
+            try store.recordDownload(.init(model: model, path: "w.bin", sha256: String(repeating: "a", count: 64), source: nil,
+                                           bytes: 10, duration: seconds, outcome: outcome))
+        }
+        return (store, dir)
     }
 
     @Test func totalsFollowEachRecordAndOutliveTheHistory() throws {
-        let dir = try Scratch("wan-totals")
-        let store = try StateStore(path: dir.path + "/state.sqlite")
-        try record(store, "a@1", "completed", seconds: 0.5)
-        try record(store, "a@1", "completed", seconds: 20)
-        try record(store, "a@1", "corrupt", seconds: 3)
-        try record(store, "b@1", "completed", seconds: 1e6)
+        let (store, dir) = try store([("a@1", "completed", 0.5), ("a@1", "completed", 20), ("a@1", "corrupt", 3), ("b@1", "completed", 1e6)])
+        defer { withExtendedLifetime(dir) {} }
         let totals = try store.downloadTotals()
         #expect(totals.rows == [.init(model: "a@1", outcome: "completed", count: 2), .init(model: "a@1", outcome: "corrupt", count: 1),
                                 .init(model: "b@1", outcome: "completed", count: 1)])
@@ -33,11 +35,8 @@ import WanTestSupport
     }
 
     @Test func theMigrationFillsTheTotalsFromTheHistory() throws {
-        let dir = try Scratch("wan-totals-migrate")
-        let store = try StateStore(path: dir.path + "/state.sqlite")
-        try record(store, "a@1", "completed", seconds: 2)
-        try record(store, "a@1", "failed", seconds: 1)
-        try record(store, "a@1", "completed", seconds: 400)
+        let (store, dir) = try store([("a@1", "completed", 2), ("a@1", "failed", 1), ("a@1", "completed", 400)])
+        defer { withExtendedLifetime(dir) {} }
         let before = try store.downloadTotals()
         // As a database from before the totals: the tables gone, the history there.
         try store.database.write { db in
