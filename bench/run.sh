@@ -2,7 +2,7 @@
 # wanfs benchmarks. Every figure is a ratio against a baseline measured in the same run on the
 # same origin (these machines are shared and noisy): curl to the same nginx URL, cat of the file.
 #
-#   bench/run.sh [engine] [ensure] [mount]      (default: all)
+#   bench/run.sh [engine] [ensure] [mount] [peers] [shaped] [sidecar]      (default: all)
 #
 # engine  a 1 GiB object from nginx through the HTTP engine (1 stream, 8 parallel range
 #         requests) vs `curl -o /dev/null` of the same URL.
@@ -15,6 +15,7 @@
 #         load; bytes the origin served; warm reads vs cat of the blob; the daemon's peak RSS.
 # peers   one 1 GiB object on SeaweedFS S3, read cold and warm through wanfs (s3:// source),
 #         s3fs and rclone mount --vfs-cache-mode full (Debian packages, installed if missing).
+# sidecar /health/models' p99 idle and under 64 clients on the heavy endpoints (every answer a 200).
 # shaped  the mount's cold rows again with nginx's responses limited to WAN_BENCH_LINK (default
 #         2500mbit) by a tc htb class on lo that matches nginx's port only: a network that is
 #         slower than the CPU, as every real one is here (loopback on 2 cores is a memcpy).
@@ -24,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${WAN_BENCH_RUNS:-3}
 what=("$@")
-[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount peers shaped)
+[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount peers shaped sidecar)
 
 bash scripts/setup.sh >/dev/null
 echo "== release build" >&2
@@ -283,6 +284,26 @@ bench_peers() {
         rows+=("| peers, 1 GiB object on SeaweedFS, cold read: wanfs vs $m | $(mbps "$bytes" "$wc") MB/s | $m: $(mbps "$bytes" "$c") MB/s | **$(ratio "$c" "$wc")×** | ahead (> 1×) |")
         rows+=("| peers, same object, warm read (page cache dropped): wanfs vs $m | $(mbps "$bytes" "$ww") MB/s | $m: $(mbps "$bytes" "$w") MB/s | **$(ratio "$w" "$ww")×** | ahead (> 1×) |")
     done
+}
+
+# The sidecar under load (Tests/WanCLITests/SidecarLoadTests.swift with the release `wan`): 200
+# models of 20 files, 64 clients on the heavy endpoints for 20 s, /health/models probed every 50 ms.
+bench_sidecar() {
+    local idle=() loaded=() rate=()
+    for i in $(seq "$runs"); do
+        local report="$work/sidecar-load-$i.json"
+        rm -f "$report"
+        WAN_BIN="$bin/wan" WAN_LOAD_REPORT="$report" swift test --filter SidecarLoadTests >/dev/null 2>&1 \
+            || echo "bench: sidecar load run $i missed its target (figures kept)" >&2
+        [[ -s "$report" ]] || { echo "bench: sidecar load run $i left no report" >&2; continue; }
+        idle+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["idle_p99_ms"])' "$report")")
+        loaded+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["loaded_p99_ms"])' "$report")")
+        rate+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests_per_second"])' "$report")")
+    done
+    [[ ${#idle[@]} -gt 0 ]] || return 0
+    local i l
+    i=$(median "${idle[@]}"); l=$(median "${loaded[@]}")
+    rows+=("| sidecar, /health/models p99 under 64 clients on status/storage/metrics/analytics (200 models × 20 files; $(awk -v r="$(median "${rate[@]}")" 'BEGIN {printf "%.0f", r}') heavy req/s served) | $(awk -v v="$l" 'BEGIN {printf "%.1f", v}') ms | idle p99: $(awk -v v="$i" 'BEGIN {printf "%.1f", v}') ms | **$(ratio "$l" "$i")×** | ≤ 20× |")
 }
 
 for w in "${what[@]}"; do "bench_$w"; done

@@ -85,6 +85,11 @@ struct ModelCatalog: Sendable {
     /// (`sidecar_blocking_threads`), so Swift concurrency's threads never wait on a disk walk,
     /// SQLite or a hash.
     let blocking: NIOThreadPool
+    /// Every model's status, refreshed each second by the availability watcher: the probe's answer.
+    let board = StatusBoard()
+    /// The one thread the watcher refreshes the board on, so the probe's answer never waits
+    /// behind the requests queued on `blocking`.
+    let boardThread: NIOThreadPool
 
     /// Runs `body` on the blocking pool and returns its result.
     func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -153,7 +158,7 @@ struct ModelCatalog: Sendable {
         return availability(spec, status: status)
     }
 
-    private func availability(_ spec: ModelSpec, status: ModelStatus) -> String {
+    func availability(_ spec: ModelSpec, status: ModelStatus) -> String {
         if status.state == .complete { return "available" }
         return downloads.snapshot(DownloadManager.key(spec))?.status.availability ?? Self.availability(status, fetching: isFetching(spec))
     }

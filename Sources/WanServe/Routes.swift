@@ -19,7 +19,7 @@ struct Routes: Sendable {
     /// blocking pool (``ModelCatalog/offload(_:)``); only parsing and body reads stay on the
     /// event loop's task.
     func register(on router: Router<SidecarContext>) {
-        router.get("/health/models") { _, _ in try await off { try healthModels(nil) } }
+        router.get("/health/models") { _, _ in try await healthOfAllModels() }
         router.get("/health/models/:model_id") { _, context in
             let id = try context.parameters.require("model_id")
             return try await off { try healthModels(id) }
@@ -155,13 +155,27 @@ struct Routes: Sendable {
     }
 
     /// 200 `healthy` (every model complete) or `degraded`; 503 `unhealthy` when MODELS_ROOT
-    /// or the state database cannot be read (a readiness probe).
+    /// or the state database cannot be read (a readiness probe). Measured now, on the pool.
     func healthModels(_ id: String?) throws -> Response {
         let specs = try id.map { [try catalog.spec($0)] } ?? catalog.specs()
+        return try healthReport(specs.map { (spec: $0, status: try? engine.status($0)) }, databaseReadable: (try? engine.state(create: true)) != nil,
+                                at: Date())
+    }
+
+    /// Every model's health from the status board (at most about a second old, from memory:
+    /// the probe stays cheap under any load), or measured on the pool when the board is stale.
+    func healthOfAllModels() async throws -> Response {
+        if let snapshot = catalog.board.current() {
+            return try healthReport(snapshot.models, databaseReadable: snapshot.databaseReadable, at: snapshot.takenAt)
+        }
+        return try await off { try healthModels(nil) }
+    }
+
+    private func healthReport(_ models: [(spec: ModelSpec, status: ModelStatus?)], databaseReadable: Bool, at time: Date) throws -> Response {
         var entries: [String: HealthEntry] = [:]
-        var unhealthy = false
-        for spec in specs {
-            guard let status = try? engine.status(spec) else {
+        var unhealthy = !databaseReadable
+        for (spec, status) in models {
+            guard let status else {
                 unhealthy = true
                 continue
             }
@@ -169,9 +183,8 @@ struct Routes: Sendable {
                                                 bytesNeeded: status.bytesNeeded, missingFiles: status.missingFiles,
                                                 lastVerified: Nullable(status.lastVerified), healthStatus: Self.healthStatus(status.state))
         }
-        if (try? engine.state(create: true)) == nil { unhealthy = true }
         let overall = unhealthy ? "unhealthy" : entries.values.allSatisfy { $0.healthStatus == "healthy" } ? "healthy" : "degraded"
-        return try JSONResponse.make(HealthReport(status: overall, timestamp: Date(), models: entries),
+        return try JSONResponse.make(HealthReport(status: overall, timestamp: time, models: entries),
                                      status: unhealthy ? .serviceUnavailable : .ok)
     }
 

@@ -54,6 +54,7 @@ public struct Sidecar: Sendable {
         func shutdown() {
             downloads.shutdown()
             catalog.blocking.shutdownGracefully { _ in }
+            catalog.boardThread.shutdownGracefully { _ in }
         }
     }
 
@@ -71,7 +72,9 @@ public struct Sidecar: Sendable {
         let downloads = DownloadManager(engine: engine, events: events, blocking: blocking)
         let settings = SidecarSettings(config: config, state: try engine.state())
         downloads.maxConcurrent = settings.current.maxConcurrentDownloads
-        let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings, blocking: blocking)
+        let boardThread = NIOThreadPool(numberOfThreads: 1)
+        boardThread.start()
+        let catalog = ModelCatalog(engine: engine, downloads: downloads, settings: settings, blocking: blocking, boardThread: boardThread)
         let checks = HealthChecks(catalog: catalog)
         var scheduleLogger = logger
         scheduleLogger[metadataKey: "component"] = "maintenance"

@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
-import NIOPosix
 import Synchronization
 import Testing
 import WanCore
@@ -14,7 +13,8 @@ import WanTestSupport
     /// With the pool's only thread taken, the handlers wait for it: had they run their work
     /// where they were called, they would answer at once.
     @Test func handlersWaitForThePoolWhenItIsBusy() async throws {
-        try await SidecarFixture(blockingThreads: 1).test { client, pool in
+        try await SidecarFixture(blockingThreads: 1).test { client, catalog in
+            let pool = catalog.blocking
             for path in ["/api/v1/models/status/detailed", "/health/models", "/metrics", "/api/v1/models/storage", "/api/v1/models/analytics"] {
                 let gate = DispatchSemaphore(value: 0)
                 let taken = DispatchSemaphore(value: 0)
@@ -36,6 +36,28 @@ import WanTestSupport
                 try await releaser.value
                 try await occupant.value
             }
+        }
+    }
+
+    /// `GET /health/models` answers from the status board the availability watcher keeps: at
+    /// once, even with the pool busy; a stale board is not trusted (the probe measures then).
+    @Test func theProbeAnswersFromTheBoardWhileThePoolIsBusy() async throws {
+        try await SidecarFixture(blockingThreads: 1).test { client, catalog in
+            let specs = try catalog.specs()
+            catalog.board.publish(.init(taken: .now, takenAt: Date(), models: specs.map { (spec: $0, status: try? catalog.engine.status($0)) }, databaseReadable: true))
+            let gate = DispatchSemaphore(value: 0)
+            let taken = DispatchSemaphore(value: 0)
+            let occupant = Task { try await catalog.blocking.runIfActive { taken.signal(); gate.wait() } }
+            #expect(await Task.detached { taken.wait(timeout: .now() + 10) }.value == .success)
+            let started = ContinuousClock.now
+            let body = try await client.execute(uri: "/health/models", method: .get) { response in
+                #expect(response.status == .ok)
+                return String(buffer: response.body)
+            }
+            #expect(ContinuousClock.now - started < .seconds(1), "answered from memory while the pool was busy")
+            #expect(body.contains("\"app@1.0\"") && body.contains("NOT_PRESENT"), "\(body)")
+            gate.signal()
+            try await occupant.value
         }
     }
 

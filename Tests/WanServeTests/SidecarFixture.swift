@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import NIOPosix
 import WanCache
 import WanCore
 import WanTestSupport
@@ -31,13 +30,13 @@ struct SidecarFixture {
         try await test(clock: clock) { client, _ in try await body(client) }
     }
 
-    /// The same, with the sidecar's blocking pool at hand.
+    /// The same, with the sidecar's catalog (its blocking pool, its status board) at hand.
     func test(clock: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) },
-              _ body: @Sendable (any TestClientProtocol, NIOThreadPool) async throws -> Void) async throws {
+              _ body: @Sendable (any TestClientProtocol, ModelCatalog) async throws -> Void) async throws {
         let parts = try sidecar.assemble(clock: clock)
-        let pool = parts.catalog.blocking
+        let catalog = parts.catalog
         do {
-            try await Application(router: parts.router).test(.router) { client in try await body(client, pool) }
+            try await Application(router: parts.router).test(.router) { client in try await body(client, catalog) }
         } catch {
             parts.shutdown()
             sidecar.engine.shutdown()
