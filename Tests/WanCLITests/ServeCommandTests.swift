@@ -210,7 +210,7 @@ import WanTestSupport
     @Test func portZeroTakesAFreePortAndSaysWhich() throws {
         let scratch = try Scratch("wan-serve-port0")
         let log = scratch.path + "/serve.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = WanProcess.binary
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--log-format", "text"]

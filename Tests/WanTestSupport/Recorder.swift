@@ -13,7 +13,7 @@ public final class Recorder: @unchecked Sendable {
     ///   - mode: `tcp`, `http`, or `hf-tree` (then `next` is the tree page's `Link` target).
     public init(_ mode: String, next: String? = nil) throws {
         log = NSTemporaryDirectory() + "wan-recorder-\(UUID().uuidString.prefix(8)).jsonl"
-        FileManager.default.createFile(atPath: log, contents: Data())
+        _ = FileManager.default.createFile(atPath: log, contents: Data())
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", TestServers.repositoryRoot + "/Tests/clients/recorder.py", mode, log] + (next.map { [$0] } ?? [])
