@@ -119,7 +119,14 @@ import WanTestSupport
             usleep(50_000)
         }
         #expect(state == "COMPLETE")
-        let complete = try s.fs.open(weights.ino, flags: O_RDONLY)
+        // The link (what the xattr reads) lands a moment before the fetcher calls itself complete
+        // (the history is written between them): on a loaded machine, give it that moment.
+        var complete = try s.fs.open(weights.ino, flags: O_RDONLY)
+        for _ in 0..<100 where complete.directIO {
+            s.fs.release(handle: complete.handle)
+            usleep(50_000)
+            complete = try s.fs.open(weights.ino, flags: O_RDONLY)
+        }
         #expect(!complete.directIO && complete.keepCache, "a complete file is cached and keeps its page cache")
         s.fs.release(handle: complete.handle)
     }

@@ -80,27 +80,31 @@ final class Flag: Sendable {
 final class PoolOccupant: Sendable {
     private let gate = DispatchSemaphore(value: 0)
     private let ended = Flag()
-    private let work: Task<Void, any Error>
+    private let done = DispatchSemaphore(value: 0)
 
+    /// Submitted straight to the pool (no task: Swift concurrency's threads may all be busy with
+    /// other suites), then waited for without holding one of them.
     init(_ pool: NIOThreadPool) async throws {
         let taken = DispatchSemaphore(value: 0)
-        let (gate, ended) = (gate, ended)
-        work = Task {
-            try await pool.runIfActive {
-                taken.signal()
-                _ = gate.wait(timeout: .now() + 60)
-                ended.raise()
-            }
+        let (gate, ended, done) = (gate, ended, done)
+        pool.submit { _ in
+            taken.signal()
+            _ = gate.wait(timeout: .now() + 60)
+            ended.raise()
+            done.signal()
         }
-        // Waits without holding one of Swift concurrency's few threads.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while taken.wait(timeout: .now()) != .success {
-            guard ContinuousClock.now < deadline else { throw CancellationError() }
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        try await Self.wait(for: taken)
     }
 
     var hasEnded: Bool { ended.isRaised }
     func release() { gate.signal() }
-    func finished() async throws { try await work.value }
+    func finished() async throws { try await Self.wait(for: done) }
+
+    private static func wait(for semaphore: DispatchSemaphore) async throws {
+        let deadline = ContinuousClock.now + .seconds(300)
+        while semaphore.wait(timeout: .now()) != .success {
+            guard ContinuousClock.now < deadline else { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
 }
