@@ -42,7 +42,8 @@ import WanTestSupport
         try await SidecarFixture(blockingThreads: 1).test { client, catalog in
             let occupant = try await PoolOccupant(catalog.blocking)
             let specs = try catalog.specs()
-            catalog.board.publish(.init(taken: .now, takenAt: Date(), models: specs.map { (spec: $0, status: try? catalog.engine.status($0)) },
+            // Fresh for the whole test, however long CI's other suites keep this task from running.
+            catalog.board.publish(.init(taken: .now + .seconds(900), takenAt: Date(), models: specs.map { (spec: $0, status: try? catalog.engine.status($0)) },
                                         databaseReadable: true))
             let body = try await client.execute(uri: "/health/models", method: .get) { response in
                 let poolStillBusy = !occupant.hasEnded
@@ -75,8 +76,9 @@ final class Flag: Sendable {
     var isRaised: Bool { raised.load(ordering: .sequentiallyConsistent) }
 }
 
-/// Takes a pool's only thread until ``release()`` (or 60 s, so a test that goes wrong fails
-/// instead of hanging).
+/// Takes a pool's only thread until ``release()`` (or 15 minutes, so a test that goes wrong
+/// fails instead of hanging; shorter would let go while a starved test task has not yet sent its
+/// request: CI's parallel suites can hold Swift concurrency's threads for minutes).
 final class PoolOccupant: Sendable {
     private let gate = DispatchSemaphore(value: 0)
     private let ended = Flag()
@@ -89,7 +91,7 @@ final class PoolOccupant: Sendable {
         let (gate, ended, done) = (gate, ended, done)
         pool.submit { _ in
             taken.signal()
-            _ = gate.wait(timeout: .now() + 60)
+            _ = gate.wait(timeout: .now() + 900)
             ended.raise()
             done.signal()
         }
@@ -101,7 +103,7 @@ final class PoolOccupant: Sendable {
     func finished() async throws { try await Self.wait(for: done) }
 
     private static func wait(for semaphore: DispatchSemaphore) async throws {
-        let deadline = ContinuousClock.now + .seconds(300)
+        let deadline = ContinuousClock.now + .seconds(900)
         while semaphore.wait(timeout: .now()) != .success {
             guard ContinuousClock.now < deadline else { throw CancellationError() }
             try await Task.sleep(for: .milliseconds(5))
