@@ -264,12 +264,12 @@ struct Routes: Sendable {
     func metrics() throws -> Response {
         let registry = PrometheusCollectorRegistry()
         func name(_ metric: String, _ help: String) -> MetricNameDescriptor { MetricNameDescriptor(metricName: metric, unitName: "", helpText: help) }
-        let families: [(name: String, type: String, help: String)] = [
+        let declared: [(name: String, type: String, help: String)] = [
             ("model_downloads_total", "counter", "Downloads of model files by outcome (state database history)."),
             ("model_errors_total", "counter", "Failed or corrupt downloads by error type."),
             ("model_storage_bytes_used", "gauge", "Bytes on disk per model family (shared blobs counted per model)."),
         ]
-        let descriptors = families.map { name($0.name, $0.help) }
+        let descriptors = declared.map { name($0.name, $0.help) }
         let (downloads, errors, storageUsed) = (descriptors[0], descriptors[1], descriptors[2])
         let totals = try engine.state(create: false)?.downloadTotals() ?? StateStore.DownloadTotals()
         for row in totals.rows {
@@ -281,9 +281,9 @@ struct Routes: Sendable {
             }
         }
         if let usage = try? DiskUsage.measure(engine.resolver) {
-            var families: [String: Int64] = [:]
-            for model in usage.models { families[String(model.directory.split(separator: "@").first ?? ""), default: 0] += model.bytes }
-            for (family, bytes) in families {
+            var bytesByFamily: [String: Int64] = [:]
+            for model in usage.models { bytesByFamily[String(model.directory.split(separator: "@").first ?? ""), default: 0] += model.bytes }
+            for (family, bytes) in bytesByFamily {
                 registry.makeGauge(descriptor: storageUsed, labels: [("family", family)]).set(Double(bytes))
             }
             registry.makeGauge(descriptor: name("wan_cache_bytes", "Bytes under MODELS_ROOT (shared blobs once).")).set(Double(usage.totalBytes))
@@ -305,7 +305,7 @@ struct Routes: Sendable {
             .set(Double(runs.abandonedPartials))
 
         var text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
-        for family in families where !text.contains("# TYPE \(family.name) ") {
+        for family in declared where !text.contains("# TYPE \(family.name) ") {
             text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) \(family.type)\n"
         }
         text += Self.histogram("model_download_duration_seconds", help: "Duration of completed file downloads.",
