@@ -35,6 +35,9 @@ public final class CacheEngine: @unchecked Sendable {
         /// the sources are tried again (`corrupt_retry_interval`): a repaired origin heals
         /// without a remount, and a broken one is not hammered.
         public var corruptCoolDown: Double = 60
+        /// Seconds without a byte after which a fetch counts as stuck and an extra worker may
+        /// take the queued jobs (``FetchScheduler/stallGrace``).
+        public var stallGrace: Double = 2
 
         public init() {}
 
@@ -80,7 +83,8 @@ public final class CacheEngine: @unchecked Sendable {
         self.locks = LockManager(resolver: resolver)
         self.settings = settings ?? Settings(config)
         self.sources = SourceFactory(config: config, manifestDirectory: registry.manifestDirectory, engine: engine, limiter: limiter)
-        self.scheduler = FetchScheduler(workers: self.settings.connections, name: self.settings.threadName)
+        self.scheduler = FetchScheduler(workers: self.settings.connections, name: self.settings.threadName,
+                                        stallGrace: self.settings.stallGrace)
         // Named after the fetch threads ("wan-fetch" -> "wan-hash"), so a test can single out one engine's threads.
         let name = self.settings.threadName
         self.hashWorkers = HashWorkers(name: name.contains("fetch") ? name.replacingOccurrences(of: "fetch", with: "hash") : name + "-h")
