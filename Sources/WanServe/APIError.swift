@@ -35,7 +35,7 @@ public struct APIError: Error, Sendable {
 
 /// `{"error": {code, message, details, timestamp, request_id}, "detail": message}`: seed 002's
 /// envelope, plus seed 003's FastAPI-style `detail`.
-struct ErrorEnvelope: Encodable {
+struct ErrorEnvelope: ResponseEncodable {
     struct Body: Encodable {
         let code: String
         let message: String
@@ -43,10 +43,6 @@ struct ErrorEnvelope: Encodable {
         let timestamp: Date
         let requestID: String
 
-        enum CodingKeys: String, CodingKey {
-            case code, message, details, timestamp
-            case requestID = "request_id"
-        }
     }
 
     let error: Body

@@ -18,7 +18,7 @@ final class EventHub: Sendable {
 
     /// Sends `event` as one JSON text frame to every subscriber.
     func publish(_ event: some Encodable) {
-        guard let data = try? JSONResponse.encoder.encode(event), let text = String(data: data, encoding: .utf8) else { return }
+        guard let data = try? SidecarJSON.encoder.encode(event), let text = String(data: data, encoding: .utf8) else { return }
         for continuation in subscribers.withLock({ Array($0.values) }) { continuation.yield(text) }
     }
 
@@ -35,10 +35,6 @@ enum Event {
         let etaSeconds: Nullable<Int>
         let status: String
         let timestamp: Date
-        enum CodingKeys: String, CodingKey {
-            case type, modelID = "model_id", progressPercent = "progress_percent", speedMbps = "speed_mbps"
-            case etaSeconds = "eta_seconds", status, timestamp
-        }
     }
 
     struct AvailabilityChange: Encodable {
@@ -47,7 +43,6 @@ enum Event {
         let oldStatus: String
         let newStatus: String
         let timestamp: Date
-        enum CodingKeys: String, CodingKey { case type, modelID = "model_id", oldStatus = "old_status", newStatus = "new_status", timestamp }
     }
 
     struct HealthAlert: Encodable {
@@ -58,10 +53,6 @@ enum Event {
         let message: String
         let recommendedAction: String
         let timestamp: Date
-        enum CodingKeys: String, CodingKey {
-            case type, modelID = "model_id", alertType = "alert_type", severity, message
-            case recommendedAction = "recommended_action", timestamp
-        }
     }
 
     struct FallbackSuggestion: Encodable {
@@ -72,10 +63,5 @@ enum Event {
         let userActionRequired: Bool
         let timeoutSeconds: Int
         let timestamp: Date
-        enum CodingKeys: String, CodingKey {
-            case type, requestedModel = "requested_model", suggestedModel = "suggested_model"
-            case compatibilityScore = "compatibility_score", userActionRequired = "user_action_required"
-            case timeoutSeconds = "timeout_seconds", timestamp
-        }
     }
 }

@@ -16,14 +16,16 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as APIError {
-            response = try Self.envelope(error, id: id)
+            response = try Self.envelope(error, id: id, request: request, context: context)
         } catch let error as any CodedError {
-            response = try Self.envelope(APIError(error), id: id)
+            response = try Self.envelope(APIError(error), id: id, request: request, context: context)
         } catch let error as HTTPError {
-            response = try Self.envelope(APIError(error.status, code: Self.code(for: error.status), message: error.body ?? error.status.reasonPhrase), id: id)
+            response = try Self.envelope(APIError(error.status, code: Self.code(for: error.status), message: error.body ?? error.status.reasonPhrase),
+                                         id: id, request: request, context: context)
         } catch {
             logger.error("request failed", metadata: ["request_id": "\(id)", "error": "\(error)"])
-            response = try Self.envelope(APIError(.internalServerError, code: "INTERNAL_ERROR", message: "internal error"), id: id)
+            response = try Self.envelope(APIError(.internalServerError, code: "INTERNAL_ERROR", message: "internal error"),
+                                         id: id, request: request, context: context)
         }
         response.headers[.xRequestID] = id
         let elapsed = (ContinuousClock.now - started).components
@@ -33,10 +35,10 @@ struct EnvelopeMiddleware<Context: RequestContext>: RouterMiddleware {
         return response
     }
 
-    static func envelope(_ error: APIError, id: String) throws -> Response {
-        var response = try JSONResponse.make(ErrorEnvelope(error: .init(code: error.code, message: error.message, details: error.details,
-                                                                         timestamp: Date(), requestID: id),
-                                                           detail: error.message), status: error.status)
+    static func envelope(_ error: APIError, id: String, request: Request, context: Context) throws -> Response {
+        let envelope = ErrorEnvelope(error: .init(code: error.code, message: error.message, details: error.details, timestamp: Date(), requestID: id),
+                                     detail: error.message)
+        var response = try envelope.with(status: error.status).response(from: request, context: context)
         if error.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
         response.headers.append(contentsOf: error.headers)
         return response

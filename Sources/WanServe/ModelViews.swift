@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import NIOPosix
 import WanCache
 import WanCore
@@ -7,7 +8,7 @@ import WanSystem
 /// What the API says about one model, computed from the cache, the state database and the
 /// live fetches of this process. Fields the seeds show that a cache cannot measure are null
 /// (see docs/sidecar.md); every key is always written.
-struct ModelDetail: Encodable {
+struct ModelDetail: ResponseEncodable {
     let modelID: String
     let availabilityStatus: String
     let isAvailable: Bool
@@ -31,15 +32,6 @@ struct ModelDetail: Encodable {
     let latestVersion: String
     let updateAvailable: Bool
 
-    enum CodingKeys: String, CodingKey {
-        case modelID = "model_id", availabilityStatus = "availability_status", isAvailable = "is_available"
-        case isLoaded = "is_loaded", sizeMB = "size_mb", downloadProgress = "download_progress", missingFiles = "missing_files"
-        case integrityScore = "integrity_score", lastHealthCheck = "last_health_check", performanceScore = "performance_score"
-        case corruptionDetected = "corruption_detected", usageFrequency = "usage_frequency", lastUsed = "last_used"
-        case averageGenerationTime = "average_generation_time", canPauseDownload = "can_pause_download"
-        case canResumeDownload = "can_resume_download", estimatedDownloadTime = "estimated_download_time"
-        case currentVersion = "current_version", latestVersion = "latest_version", updateAvailable = "update_available"
-    }
 }
 
 extension ModelStatus {
@@ -94,6 +86,14 @@ struct ModelCatalog: Sendable {
     /// Runs `body` on the blocking pool and returns its result.
     func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await blocking.runIfActive(body)
+    }
+
+    /// Runs `body` on the blocking pool and encodes its answer there too, through the
+    /// context's encoder: a report of every model is JSON work that must not hold the event
+    /// loop's threads (the probes answer from those).
+    func respond<T: ResponseGenerator>(to request: Request, context: SidecarContext,
+                                       _ body: @escaping @Sendable () throws -> T) async throws -> Response {
+        try await blocking.runIfActive { try body().response(from: request, context: context) }
     }
 
     /// The cache's size and room under the live `max_storage_gb`.

@@ -45,7 +45,7 @@ struct PageRequest: Sendable {
         var ordered = items
         if let sort {
             let keys = try items.map { item -> SortKey in
-                let object = try JSONSerialization.jsonObject(with: JSONResponse.encoder.encode(item)) as? [String: Any]
+                let object = try JSONSerialization.jsonObject(with: SidecarJSON.encoder.encode(item)) as? [String: Any]
                 guard let object, object.keys.contains(sort) else {
                     throw RequestBody.invalid("sort", "'\(sort)' is not a field of these items")
                 }
@@ -78,5 +78,4 @@ struct PageRequest: Sendable {
 
 struct Pagination: Encodable {
     let page: Int, limit: Int, total: Int, pages: Int, hasNext: Bool, hasPrev: Bool
-    enum CodingKeys: String, CodingKey { case page, limit, total, pages, hasNext = "has_next", hasPrev = "has_prev" }
 }

@@ -79,7 +79,14 @@ public struct Sidecar: Sendable {
         var scheduleLogger = logger
         scheduleLogger[metadataKey: "component"] = "maintenance"
         let maintenance = Maintenance(catalog: catalog, checks: checks, tick: scheduleInterval, logger: scheduleLogger)
-        Routes(catalog: catalog, config: config, checks: checks, maintenance: maintenance).register(on: router)
+        router.addRoutes(ProbeController(catalog: catalog, config: config, maintenance: maintenance).routes)
+        router.addRoutes(StatusController(catalog: catalog, config: config).routes, atPath: "/api/v1/models")
+        router.addRoutes(HealthController(checks: checks, maintenance: maintenance).routes, atPath: "/api/v1/models/health")
+        router.addRoutes(AnalyticsController(catalog: catalog).routes, atPath: "/api/v1/models/analytics")
+        router.addRoutes(DownloadController(catalog: catalog).routes, atPath: "/api/v1/models/download")
+        router.addRoutes(FallbackController(catalog: catalog).routes, atPath: "/api/v1/models/fallback")
+        router.addRoutes(CleanupController(catalog: catalog).routes, atPath: "/api/v1/models/cleanup")
+        router.addRoutes(ConfigController(catalog: catalog, config: config).routes, atPath: "/api/v1/config")
         router.ws("/ws") { _, _ in .upgrade([:]) } onUpgrade: { inbound, outbound, _ in
             // Server → client only: client frames are read (and dropped) so a close is seen.
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -30,12 +30,6 @@ final class HealthChecks: Sendable {
         let recommendations: [String]
         let checkRunning: Bool
 
-        enum CodingKeys: String, CodingKey {
-            case modelID = "model_id", healthStatus = "health_status", isHealthy = "is_healthy", integrityScore = "integrity_score"
-            case issues, corruptionTypes = "corruption_types", lastCheck = "last_check", repairSuggestions = "repair_suggestions"
-            case canAutoRepair = "can_auto_repair", overallHealth = "overall_health", performanceScore = "performance_score"
-            case recommendations, checkRunning = "check_running"
-        }
     }
 
     struct SystemHealth: Encodable {
@@ -74,12 +68,11 @@ final class HealthChecks: Sendable {
         }
     }
 
-    struct Report: Encodable {
+    struct Report: ResponseEncodable {
         let systemHealth: SystemHealth
         let modelHealth: [String: Entry]
         let models: [String: Entry]
         let timestamp: Date
-        enum CodingKeys: String, CodingKey { case systemHealth = "system_health", modelHealth = "model_health", models, timestamp }
     }
 
     func entry(_ spec: ModelSpec) throws -> Entry {
@@ -87,7 +80,7 @@ final class HealthChecks: Sendable {
         let failed = status.files.filter { $0.state == .corrupt }.map(\.path)
         var issues = status.missingFiles.map { "missing: \($0)" }
         issues += failed.map { "checksum mismatch: \($0)" }
-        let health = Routes.healthStatus(status.state)
+        let health = ProbeController.healthStatus(status.state)
         return Entry(modelID: spec.modelID, healthStatus: health, isHealthy: health == "healthy",
                      integrityScore: status.integrityScore,
                      issues: issues, corruptionTypes: (failed.isEmpty ? [] : ["checksum_mismatch"]) + (status.missingFiles.isEmpty ? [] : ["missing_file"]),
@@ -99,7 +92,7 @@ final class HealthChecks: Sendable {
                      checkRunning: running.withLock { $0[spec.modelID] != nil })
     }
 
-    func report(_ id: String?, schedules: Maintenance.Counters) throws -> Response {
+    func report(_ id: String?, schedules: Maintenance.Counters) throws -> Report {
         let specs = try id.map { [try catalog.spec($0)] } ?? catalog.specs()
         let entries = try specs.map(entry)
         let healthy = entries.filter(\.isHealthy).count
@@ -108,10 +101,10 @@ final class HealthChecks: Sendable {
         let percent = (try? catalog.storageFigures())?.usagePercent ?? 0
         let score = entries.isEmpty ? 1 : (Double(healthy) + 0.5 * Double(degraded)) / Double(entries.count)
         let byID = Dictionary(entries.map { ($0.modelID, $0) }, uniquingKeysWith: { a, _ in a })
-        return try JSONResponse.make(Report(
+        return Report(
             systemHealth: SystemHealth(score: score, healthy: healthy, degraded: degraded, corrupted: corrupted,
                                        storageUsagePercent: percent, updated: Date(), schedules: schedules),
-            modelHealth: byID, models: byID, timestamp: Date()))
+            modelHealth: byID, models: byID, timestamp: Date())
     }
 
     struct CheckRequest: Decodable {
@@ -120,17 +113,16 @@ final class HealthChecks: Sendable {
         enum CodingKeys: String, CodingKey { case checkType = "check_type", forceCheck = "force_check" }
     }
 
-    struct CheckStarted: Encodable {
+    struct CheckStarted: ResponseEncodable {
         let success: Bool
         let checkID: String
         let estimatedCompletion: Date
-        enum CodingKeys: String, CodingKey { case success, checkID = "check_id", estimatedCompletion = "estimated_completion" }
     }
 
     enum CheckType: String, CaseIterable { case full, integrity, performance }
 
     /// Starts a re-hash of every file (409 while one runs for the model).
-    func startCheck(_ id: String, request: Request) async throws -> Response {
+    func startCheck(_ id: String, request: Request) async throws -> CheckStarted {
         let spec = try catalog.spec(id)
         let body = try await RequestBody.decode(CheckRequest.self, from: request, emptyMeans: "{}")
         let _: CheckType = try RequestBody.oneOf(body.checkType, "check_type", default: .full)
@@ -144,7 +136,7 @@ final class HealthChecks: Sendable {
         }
         // sha256 runs at ~1.7 GB/s on one core here; a conservative estimate.
         let seconds = Double(spec.totalSize) / 500e6
-        return try JSONResponse.make(CheckStarted(success: true, checkID: checkID, estimatedCompletion: Date().addingTimeInterval(seconds)))
+        return CheckStarted(success: true, checkID: checkID, estimatedCompletion: Date().addingTimeInterval(seconds))
     }
 
     /// Marks a check or repair of `spec` as running under `id` (one at a time per model);
@@ -182,15 +174,12 @@ final class HealthChecks: Sendable {
         enum CodingKeys: String, CodingKey { case repairType = "repair_type", forceRepair = "force_repair" }
     }
 
-    struct RepairStarted: Encodable {
+    struct RepairStarted: ResponseEncodable {
         let success: Bool
         let repairID: String
         let actionsTaken: [String]
         let estimatedCompletion: Date
         let message: String
-        enum CodingKeys: String, CodingKey {
-            case success, repairID = "repair_id", actionsTaken = "actions_taken", estimatedCompletion = "estimated_completion", message
-        }
     }
 
     /// Repairs a model: re-hashes it (`integrity_check`), removes damaged content
@@ -198,14 +187,14 @@ final class HealthChecks: Sendable {
     /// `integrity_fix` (no network) queues a download of what is still missing
     /// (`partial_redownload`, or `full_redownload` when nothing was left). Blobs are immutable
     /// and links replaced atomically, so a file open through the mount is never broken.
-    func repair(_ id: String, request: Request) async throws -> Response {
+    func repair(_ id: String, request: Request) async throws -> RepairStarted {
         let spec = try catalog.spec(id)
         let body = try await RequestBody.decode(RepairRequest.self, from: request, emptyMeans: "{}")
         let type: RepairType = try RequestBody.oneOf(body.repairType, "repair_type", default: .auto)
         let force = body.forceRepair ?? false
         let outcome = try await catalog.offload { [self] in try performRepair(spec, type: type, force: force) }
-        return try JSONResponse.make(RepairStarted(success: true, repairID: outcome.id, actionsTaken: outcome.actions,
-                                                   estimatedCompletion: outcome.estimatedCompletion, message: outcome.message))
+        return RepairStarted(success: true, repairID: outcome.id, actionsTaken: outcome.actions,
+                             estimatedCompletion: outcome.estimatedCompletion, message: outcome.message)
     }
 
     struct RepairOutcome: Sendable {
@@ -252,5 +241,24 @@ final class HealthChecks: Sendable {
             : type == .integrityFix ? "\(key) still lacks \(final.missingFiles.count) file(s); a redownload repair fetches them"
             : "\(key): downloading \(final.missingFiles.count) file(s) again (see download/progress)"
         return RepairOutcome(id: repairID, actions: actions, estimatedCompletion: eta, message: message)
+    }
+}
+
+/// `/api/v1/models/health`: the report (the schedules' last runs beside each model's health),
+/// and a model's check and repair.
+struct HealthController: Controller {
+    let checks: HealthChecks
+    let maintenance: Maintenance
+
+    func addRoutes(to routes: RouteCollection<SidecarContext>) {
+        routes.get { request, context in
+            try await checks.catalog.respond(to: request, context: context) { try checks.report(nil, schedules: maintenance.snapshot) }
+        }
+        routes.get(":model_id") { request, context in
+            let id = try context.parameters.require("model_id")
+            return try await checks.catalog.respond(to: request, context: context) { try checks.report(id, schedules: maintenance.snapshot) }
+        }
+        routes.post(":model_id/check") { request, context in try await checks.startCheck(try context.parameters.require("model_id"), request: request) }
+        routes.post(":model_id/repair") { request, context in try await checks.repair(try context.parameters.require("model_id"), request: request) }
     }
 }

@@ -6,9 +6,13 @@ import WanSystem
 
 /// `POST /api/v1/models/cleanup`: the same collection as `wan models gc` (pins, models in use
 /// and blobs other models share are never removed), a dry run unless `dry_run` is false.
-struct CleanupRoutes: Sendable {
+struct CleanupController: Controller {
     let catalog: ModelCatalog
     var engine: CacheEngine { catalog.engine }
+
+    func addRoutes(to routes: RouteCollection<SidecarContext>) {
+        routes.post { request, _ in try await cleanup(request) }
+    }
 
     /// Both seeds' fields: 003's `dry_run`, `target_space_gb`, `keep_recent_days`; 002's
     /// `cleanup_type`, `models_to_remove`, `min_unused_days` (an alias of keep_recent_days),
@@ -36,9 +40,6 @@ struct CleanupRoutes: Sendable {
         let spaceFreedGB: Double
         let reason: String
         let lastUsed: Nullable<Date>
-        enum CodingKeys: String, CodingKey {
-            case actionType = "action_type", modelID = "model_id", spaceFreedGB = "space_freed_gb", reason, lastUsed = "last_used"
-        }
     }
 
     struct Recommendations: Encodable {
@@ -46,18 +47,13 @@ struct CleanupRoutes: Sendable {
         let targetSpaceGB: Nullable<Double>
         let spaceToFreeGB: Double
         let cleanupActions: [Action]
-        enum CodingKeys: String, CodingKey {
-            case totalSpaceAvailableGB = "total_space_available_gb", targetSpaceGB = "target_space_gb"
-            case spaceToFreeGB = "space_to_free_gb", cleanupActions = "cleanup_actions"
-        }
     }
 
     struct Summary: Encodable {
         let totalProcessed: Int, removed: Int, preserved: Int, errors: Int
-        enum CodingKeys: String, CodingKey { case totalProcessed = "total_processed", removed, preserved, errors }
     }
 
-    struct CleanupResponse: Encodable {
+    struct CleanupResponse: ResponseEncodable {
         let dryRun: Bool
         let recommendations: Recommendations
         let executedActions: [Action]
@@ -69,20 +65,15 @@ struct CleanupRoutes: Sendable {
         let spaceFreedGB: Double
         let modelsPreserved: [String]
         let summary: Summary
-        enum CodingKeys: String, CodingKey {
-            case dryRun = "dry_run", recommendations, executedActions = "executed_actions", totalSpaceFreedGB = "total_space_freed_gb"
-            case timestamp, success, cleanupID = "cleanup_id", modelsRemoved = "models_removed", spaceFreedGB = "space_freed_gb"
-            case modelsPreserved = "models_preserved", summary
-        }
     }
 
-    func cleanup(_ request: Request) async throws -> Response {
+    func cleanup(_ request: Request) async throws -> CleanupResponse {
         let body = try await RequestBody.decode(CleanupRequest.self, from: request, emptyMeans: "{}")
         return try await catalog.offload { [self] in try runCleanup(body) }
     }
 
     /// The plan and, unless a dry run, the collection (blocking: on the pool).
-    private func runCleanup(_ body: CleanupRequest) throws -> Response {
+    private func runCleanup(_ body: CleanupRequest) throws -> CleanupResponse {
         let type: CleanupType = try RequestBody.oneOf(body.cleanupType, "cleanup_type", default: .auto)
         let dryRun = body.dryRun ?? true
         let keepDays = body.keepRecentDays ?? body.minUnusedDays ?? 30
@@ -122,7 +113,7 @@ struct CleanupRoutes: Sendable {
             }
         }
         let freed = dryRun ? 0 : Double(done.bytesReclaimed) / 1e9
-        return try JSONResponse.make(CleanupResponse(
+        return CleanupResponse(
             dryRun: dryRun,
             recommendations: Recommendations(totalSpaceAvailableGB: Double(figures.available) / 1e9, targetSpaceGB: Nullable(body.targetSpaceGB),
                                              spaceToFreeGB: Double(plan.bytesReclaimable) / 1e9, cleanupActions: actions(plan)),
@@ -130,6 +121,6 @@ struct CleanupRoutes: Sendable {
             cleanupID: generatedID("cleanup"), modelsRemoved: dryRun ? [] : done.modelsRemoved, spaceFreedGB: freed,
             modelsPreserved: done.modelsPreserved,
             summary: Summary(totalProcessed: done.modelsRemoved.count + done.modelsPreserved.count,
-                             removed: dryRun ? 0 : done.modelsRemoved.count, preserved: done.modelsPreserved.count, errors: done.errors.count)))
+                             removed: dryRun ? 0 : done.modelsRemoved.count, preserved: done.modelsPreserved.count, errors: done.errors.count))
     }
 }

@@ -7,15 +7,24 @@ import WanCore
 /// computed from the state database's use events (ensures and mount opens), download history
 /// and verifications. Generation happens elsewhere, so generation times and success rates are
 /// null (docs/sidecar.md).
-struct AnalyticsRoutes: Sendable {
+struct AnalyticsController: Controller {
     let catalog: ModelCatalog
     var engine: CacheEngine { catalog.engine }
+
+    func addRoutes(to routes: RouteCollection<SidecarContext>) {
+        routes.get("cleanup") { request, context in try await catalog.respond(to: request, context: context) { try cleanupAdvice(request) } }
+        routes.get("performance") { request, context in try await catalog.respond(to: request, context: context) { try performance() } }
+        routes.get { request, context in try await catalog.respond(to: request, context: context) { try usage(nil, request: request) } }
+        routes.get(":model_id") { request, context in
+            let id = try context.parameters.require("model_id")
+            return try await catalog.respond(to: request, context: context) { try usage(id, request: request) }
+        }
+    }
 
     // MARK: - Usage
 
     struct Period: Encodable {
         let startDate: Date, endDate: Date, days: Int
-        enum CodingKeys: String, CodingKey { case startDate = "start_date", endDate = "end_date", days }
     }
 
     struct DayUsage: Encodable {
@@ -23,7 +32,6 @@ struct AnalyticsRoutes: Sendable {
         let uses: Int64
         let avgTime: Nullable<Double>
         let successRate: Nullable<Double>
-        enum CodingKeys: String, CodingKey { case date, uses, avgTime = "avg_time", successRate = "success_rate" }
     }
 
     struct ModelAnalytics: Encodable {
@@ -43,31 +51,20 @@ struct AnalyticsRoutes: Sendable {
 
     struct SystemAnalytics: Encodable {
         let totalUses: Int64, averageUsesPerDay: Double, mostUsedModel: Nullable<String>, activeModels: Int
-        enum CodingKeys: String, CodingKey {
-            case totalUses = "total_uses", averageUsesPerDay = "average_uses_per_day", mostUsedModel = "most_used_model"
-            case activeModels = "active_models"
-        }
     }
 
     struct Summary: Encodable {
         let totalGenerations: Int64, totalModelsUsed: Int, averageSuccessRate: Nullable<Double>
         let mostUsedModel: Nullable<String>, leastUsedModel: Nullable<String>
-        enum CodingKeys: String, CodingKey {
-            case totalGenerations = "total_generations", totalModelsUsed = "total_models_used", averageSuccessRate = "average_success_rate"
-            case mostUsedModel = "most_used_model", leastUsedModel = "least_used_model"
-        }
     }
 
-    struct Report: Encodable {
+    struct Report: ResponseEncodable {
         let timePeriod: Period
         let systemAnalytics: SystemAnalytics
         let modelAnalytics: [String: ModelAnalytics]
         let models: [String: ModelAnalytics]
         let summary: Summary
         let timestamp: Date
-        enum CodingKeys: String, CodingKey {
-            case timePeriod = "time_period", systemAnalytics = "system_analytics", modelAnalytics = "model_analytics", models, summary, timestamp
-        }
     }
 
     /// The period asked for: `start_date`/`end_date` (ISO dates), else `time_period_days`,
@@ -111,7 +108,7 @@ struct AnalyticsRoutes: Sendable {
         return query
     }
 
-    func usage(_ id: String?, request: Request) throws -> Response {
+    func usage(_ id: String?, request: Request) throws -> Report {
         let range = try Self.period(Self.query(request))
         let keys = try id.map { [DownloadManager.key(try catalog.spec($0))] } ?? catalog.specs().map(DownloadManager.key)
         let events = try engine.state(create: false)?.useEvents(in: range) ?? []
@@ -143,39 +140,32 @@ struct AnalyticsRoutes: Sendable {
         }
         let used = analytics.values.filter { $0.totalUses > 0 }.sorted { ($0.totalUses, $1.modelID) > ($1.totalUses, $0.modelID) }
         let total = used.reduce(0) { $0 + $1.totalUses }
-        return try JSONResponse.make(Report(
+        return Report(
             timePeriod: Period(startDate: range.lowerBound, endDate: range.upperBound, days: days),
             systemAnalytics: SystemAnalytics(totalUses: total, averageUsesPerDay: (Double(total) / Double(days) * 100).rounded() / 100,
                                              mostUsedModel: Nullable(used.first?.modelID), activeModels: used.count),
             modelAnalytics: analytics, models: analytics,
             summary: Summary(totalGenerations: total, totalModelsUsed: used.count, averageSuccessRate: Nullable(nil),
                              mostUsedModel: Nullable(used.first?.modelID), leastUsedModel: Nullable(used.last?.modelID)),
-            timestamp: Date()))
+            timestamp: Date())
     }
 
     // MARK: - Cleanup recommendations
 
     struct Recommendation: Encodable {
         let modelID: String, reason: String, lastUsed: Nullable<Date>, sizeMB: Double, usageCount: Int64, confidence: Double, action: String
-        enum CodingKeys: String, CodingKey {
-            case modelID = "model_id", reason, lastUsed = "last_used", sizeMB = "size_mb", usageCount = "usage_count", confidence, action
-        }
     }
 
-    struct CleanupAdvice: Encodable {
+    struct CleanupAdvice: ResponseEncodable {
         let recommendations: [Recommendation]
         let potentialSavingsGB: Double, currentUsageGB: Double, targetUsageGB: Double
         let pagination: Pagination?
-        enum CodingKeys: String, CodingKey {
-            case recommendations, potentialSavingsGB = "potential_savings_gb", currentUsageGB = "current_usage_gb"
-            case targetUsageGB = "target_usage_gb", pagination
-        }
     }
 
     /// Every model on disk with what to do about it: `safe_to_remove` (idle at least
     /// `min_unused_days`), `consider_removal` (idle half as long, or the cache is over
     /// `storage_threshold_gb`), or `keep` (pinned, in use, or recently used).
-    func cleanupAdvice(_ request: Request) throws -> Response {
+    func cleanupAdvice(_ request: Request) throws -> CleanupAdvice {
         let query = Self.query(request)
         let page = try PageRequest(query)
         var minDays = 30
@@ -212,8 +202,8 @@ struct AnalyticsRoutes: Sendable {
         }
         let savings = recommendations.filter { $0.action == "safe_to_remove" }.reduce(0) { $0 + $1.sizeMB } / 1000
         let (shown, pagination) = try page.apply(recommendations)
-        return try JSONResponse.make(CleanupAdvice(recommendations: shown, potentialSavingsGB: savings, currentUsageGB: current,
-                                                   targetUsageGB: threshold ?? max(0, current - savings), pagination: pagination))
+        return CleanupAdvice(recommendations: shown, potentialSavingsGB: savings, currentUsageGB: current,
+                                                   targetUsageGB: threshold ?? max(0, current - savings), pagination: pagination)
     }
 
     // MARK: - Performance
@@ -230,22 +220,17 @@ struct AnalyticsRoutes: Sendable {
     struct SystemPerformance: Encodable {
         let overallScore: Nullable<Double>, downloadSuccessRate: Nullable<Double>, averageDownloadSpeedMbps: Nullable<Double>
         let healthCheckSuccessRate: Nullable<Double>
-        enum CodingKeys: String, CodingKey {
-            case overallScore = "overall_score", downloadSuccessRate = "download_success_rate"
-            case averageDownloadSpeedMbps = "average_download_speed_mbps", healthCheckSuccessRate = "health_check_success_rate"
-        }
     }
 
-    struct Performance: Encodable {
+    struct Performance: ResponseEncodable {
         let performanceTrends: [String: Trend]
         let systemPerformance: SystemPerformance
-        enum CodingKeys: String, CodingKey { case performanceTrends = "performance_trends", systemPerformance = "system_performance" }
     }
 
     /// Download speed per model (Mbps, completed downloads) is the score's real signal here:
     /// `current_score` is the model's last 7 days' average over its 30 days' average (1 =
     /// as usual), `trend` compares the two.
-    func performance() throws -> Response {
+    func performance() throws -> Performance {
         let state = try engine.state(create: false)
         let history = try state?.downloads(limit: 100_000) ?? []
         let checks = try state?.verifications(limit: 100_000) ?? []
@@ -281,12 +266,12 @@ struct AnalyticsRoutes: Sendable {
         }
         let finished = history.filter { $0.outcome != "cancelled" }
         let scores = trends.values.compactMap(\.currentScore.value)
-        return try JSONResponse.make(Performance(
+        return Performance(
             performanceTrends: trends,
             systemPerformance: SystemPerformance(
                 overallScore: Nullable(scores.isEmpty ? nil : scores.reduce(0, +) / Double(scores.count)),
                 downloadSuccessRate: Nullable(finished.isEmpty ? nil : Double(finished.filter { $0.outcome == "completed" }.count) / Double(finished.count)),
                 averageDownloadSpeedMbps: Nullable(mbps(history)),
-                healthCheckSuccessRate: Nullable(checks.isEmpty ? nil : Double(checks.filter(\.ok).count) / Double(checks.count)))))
+                healthCheckSuccessRate: Nullable(checks.isEmpty ? nil : Double(checks.filter(\.ok).count) / Double(checks.count))))
     }
 }

@@ -4,9 +4,18 @@ import WanCore
 
 /// `POST /api/v1/models/download/manage`, `GET /api/v1/models/download/progress/{id}` and
 /// `GET /api/v1/models/download/active` over the ``DownloadManager``.
-struct DownloadRoutes: Sendable {
+struct DownloadController: Controller {
     let catalog: ModelCatalog
     var downloads: DownloadManager { catalog.downloads }
+
+    func addRoutes(to routes: RouteCollection<SidecarContext>) {
+        routes.post("manage") { request, _ in try await manage(request) }
+        routes.get("progress/:model_id") { request, context in
+            let id = try context.parameters.require("model_id")
+            return try await catalog.respond(to: request, context: context) { try progress(id) }
+        }
+        routes.get("active") { request, context in try await catalog.respond(to: request, context: context) { try active(request) } }
+    }
 
     enum Action: String, CaseIterable { case start, pause, resume, cancel, priority, bandwidth }
 
@@ -23,7 +32,7 @@ struct DownloadRoutes: Sendable {
     }
 
     /// Seed 003's answer with seed 002's keys beside it.
-    struct ManageResponse: Encodable {
+    struct ManageResponse: ResponseEncodable {
         let success: Bool
         let message: String
         let modelID: String
@@ -34,13 +43,9 @@ struct DownloadRoutes: Sendable {
         let newStatus: String
         let downloadID: Nullable<String>
         let estimatedCompletion: Nullable<Date>
-        enum CodingKeys: String, CodingKey {
-            case success, message, modelID = "model_id", action, currentStatus = "current_status", progressPercent = "progress_percent"
-            case timestamp, newStatus = "new_status", downloadID = "download_id", estimatedCompletion = "estimated_completion"
-        }
     }
 
-    func manage(_ request: Request) async throws -> Response {
+    func manage(_ request: Request) async throws -> ManageResponse {
         let body = try await RequestBody.decode(ManageRequest.self, from: request)
         let action: Action = try RequestBody.oneOf(body.action, "action")
         let spec = try catalog.spec(body.modelID)
@@ -62,11 +67,11 @@ struct DownloadRoutes: Sendable {
             return (detail.availabilityStatus, detail.isAvailable)
         }
         let eta = snapshot?.etaSeconds.map { Date().addingTimeInterval(Double($0)) }
-        return try JSONResponse.make(ManageResponse(
+        return ManageResponse(
             success: true, message: message, modelID: key, action: action.rawValue, currentStatus: status,
             progressPercent: snapshot?.progressPercent ?? (available ? 100 : 0), timestamp: Date(),
             newStatus: (snapshot?.status ?? .completed).rawValue,
-            downloadID: Nullable(action == .start ? snapshot?.id : nil), estimatedCompletion: Nullable(action == .start ? eta : nil)))
+            downloadID: Nullable(action == .start ? snapshot?.id : nil), estimatedCompletion: Nullable(action == .start ? eta : nil))
     }
 
     /// The actions that do not wait for transfers to stop (blocking: on the pool).
@@ -109,7 +114,7 @@ struct DownloadRoutes: Sendable {
 
     // MARK: - Progress
 
-    struct Progress: Encodable {
+    struct Progress: ResponseEncodable {
         let modelID: String
         let status: String
         let progressPercent: Double
@@ -123,11 +128,6 @@ struct DownloadRoutes: Sendable {
         let canPause: Bool
         let canResume: Bool
         let canCancel: Bool
-        enum CodingKeys: String, CodingKey {
-            case modelID = "model_id", status, progressPercent = "progress_percent", downloadedMB = "downloaded_mb", totalMB = "total_mb"
-            case speedMbps = "speed_mbps", etaSeconds = "eta_seconds", retryCount = "retry_count", maxRetries = "max_retries"
-            case errorMessage = "error_message", canPause = "can_pause", canResume = "can_resume", canCancel = "can_cancel"
-        }
 
         init(_ s: DownloadSnapshot) {
             modelID = s.modelID
@@ -148,18 +148,18 @@ struct DownloadRoutes: Sendable {
 
     /// The download's progress; a complete model that this sidecar did not download reports
     /// COMPLETED at 100; a model never downloaded here is 404.
-    func progress(_ id: String) throws -> Response {
+    func progress(_ id: String) throws -> Progress {
         let spec = try catalog.spec(id)
         let key = DownloadManager.key(spec)
-        if let snapshot = downloads.snapshot(key) { return try JSONResponse.make(Progress(snapshot)) }
+        if let snapshot = downloads.snapshot(key) { return Progress(snapshot) }
         let status = try catalog.engine.status(spec)
         guard status.state == .complete else {
             throw APIError(.notFound, code: "NOT_FOUND", message: "no download of \(key) (start one with action start)")
         }
-        return try JSONResponse.make(Progress(DownloadSnapshot(
+        return Progress(DownloadSnapshot(
             id: "", modelID: key, status: .completed, priority: .normal, bandwidthLimit: 0, bytesDone: status.bytesTotal,
             bytesTotal: status.bytesTotal, speed: 0, retryCount: 0, maxRetries: catalog.engine.config.retryAttempts, error: nil,
-            queuePosition: nil, startedAt: Date())))
+            queuePosition: nil, startedAt: Date()))
     }
 
     // MARK: - Active
@@ -174,26 +174,17 @@ struct DownloadRoutes: Sendable {
         let etaSeconds: Nullable<Int>
         let queuePosition: Nullable<Int>
         let bandwidthLimitMbps: Double
-        enum CodingKeys: String, CodingKey {
-            case modelID = "model_id", downloadID = "download_id", status, priority, progressPercent = "progress_percent"
-            case speedMbps = "speed_mbps", etaSeconds = "eta_seconds", queuePosition = "queue_position"
-            case bandwidthLimitMbps = "bandwidth_limit_mbps"
-        }
     }
 
-    struct Active: Encodable {
+    struct Active: ResponseEncodable {
         let activeDownloads: [ActiveItem]
         let totalActive: Int
         let totalBandwidthUsageMbps: Double
         let pagination: Pagination?
-        enum CodingKeys: String, CodingKey {
-            case activeDownloads = "active_downloads", totalActive = "total_active"
-            case totalBandwidthUsageMbps = "total_bandwidth_usage_mbps", pagination
-        }
     }
 
     /// Queued, running and paused downloads (queued ones in queue order), paginable.
-    func active(_ request: Request) throws -> Response {
+    func active(_ request: Request) throws -> Active {
         let page = try PageRequest(request: request)
         let live = downloads.all().filter(\.status.isActive)
         let items = live.map { s in
@@ -204,7 +195,7 @@ struct DownloadRoutes: Sendable {
         }
         let (shown, pagination) = try page.apply(items)
         let usage = live.filter { $0.status == .downloading }.reduce(0) { $0 + $1.speed } * 8 / 1e6
-        return try JSONResponse.make(Active(activeDownloads: shown, totalActive: live.count,
-                                            totalBandwidthUsageMbps: (usage * 100).rounded() / 100, pagination: pagination))
+        return Active(activeDownloads: shown, totalActive: live.count,
+                                            totalBandwidthUsageMbps: (usage * 100).rounded() / 100, pagination: pagination)
     }
 }

@@ -4,27 +4,26 @@ import WanCore
 
 /// `GET /api/v1/config/current` and `PUT /api/v1/config/update` (seed 002): the running
 /// settings, and the ones that can change live (persisted in the state database).
-struct ConfigRoutes: Sendable {
+struct ConfigController: Controller {
     let catalog: ModelCatalog
     let config: OrchestratorConfig
 
-    struct View: Encodable {
+    func addRoutes(to routes: RouteCollection<SidecarContext>) {
+        routes.get("current") { request, context in try await catalog.respond(to: request, context: context) { current() } }
+        routes.put("update") { request, _ in try await update(request) }
+    }
+
+    struct View: ResponseEncodable {
         struct Storage: Encodable {
             let modelsDirectory: String
             let maxStorageGB: Nullable<Double>
             let cleanupThresholdPercent: Double
-            enum CodingKeys: String, CodingKey {
-                case modelsDirectory = "models_directory", maxStorageGB = "max_storage_gb", cleanupThresholdPercent = "cleanup_threshold_percent"
-            }
         }
         struct Downloads: Encodable {
             let maxConcurrentDownloads: Int
             let maxRetries: Int
             /// Megabits per second; 0 = unlimited.
             let bandwidthLimitMbps: Double
-            enum CodingKeys: String, CodingKey {
-                case maxConcurrentDownloads = "max_concurrent_downloads", maxRetries = "max_retries", bandwidthLimitMbps = "bandwidth_limit_mbps"
-            }
         }
         struct Features: Encodable {
             let enhancedDownloads = true
@@ -33,44 +32,37 @@ struct ConfigRoutes: Sendable {
             let usageAnalytics = true
             let garbageCollection: Bool
             let metrics: Bool
-            enum CodingKeys: String, CodingKey {
-                case enhancedDownloads = "enhanced_downloads", healthMonitoring = "health_monitoring", intelligentFallback = "intelligent_fallback"
-                case usageAnalytics = "usage_analytics", garbageCollection = "garbage_collection", metrics
-            }
         }
         struct HealthMonitoring: Encodable {
             let checkIntervalHours: Double
             let autoRepairEnabled: Bool
-            enum CodingKeys: String, CodingKey { case checkIntervalHours = "check_interval_hours", autoRepairEnabled = "auto_repair_enabled" }
         }
         let storage: Storage
         let downloads: Downloads
         let features: Features
         let healthMonitoring: HealthMonitoring
-        enum CodingKeys: String, CodingKey { case storage, downloads, features, healthMonitoring = "health_monitoring" }
     }
 
-    func current() throws -> Response {
+    func current() -> View {
         let values = catalog.settings.current
-        return try JSONResponse.make(View(
+        return View(
             storage: .init(modelsDirectory: config.modelsRoot ?? catalog.engine.resolver.modelsRoot, maxStorageGB: Nullable(values.maxStorageGB),
                            cleanupThresholdPercent: values.cleanupThresholdPercent),
             downloads: .init(maxConcurrentDownloads: values.maxConcurrentDownloads, maxRetries: values.maxRetries,
                              bandwidthLimitMbps: values.bandwidthLimitMbps),
             features: .init(healthMonitoring: values.healthMonitoring, garbageCollection: values.garbageCollection, metrics: config.enableMetrics),
-            healthMonitoring: .init(checkIntervalHours: values.checkIntervalHours, autoRepairEnabled: values.autoRepairEnabled)))
+            healthMonitoring: .init(checkIntervalHours: values.checkIntervalHours, autoRepairEnabled: values.autoRepairEnabled))
     }
 
-    struct Updated: Encodable {
+    struct Updated: ResponseEncodable {
         let success: Bool
         let updatedSettings: [String]
         let restartRequired: Bool
-        enum CodingKeys: String, CodingKey { case success, updatedSettings = "updated_settings", restartRequired = "restart_required" }
     }
 
     /// Applies a partial body of the same sections as `current` (only the writable keys; any
     /// other key or a bad value is 422 and changes nothing).
-    func update(_ request: Request) async throws -> Response {
+    func update(_ request: Request) async throws -> Updated {
         let body = try await RequestBody.object(from: request).object
         var updates: [String: Any] = [:]
         for (section, content) in body {
@@ -81,6 +73,6 @@ struct ConfigRoutes: Sendable {
         let pending = ParsedJSON(updates)
         let changed = try await catalog.offload { [catalog] in try catalog.settings.update(pending.value) }   // persisted: SQLite
         catalog.downloads.maxConcurrent = catalog.settings.current.maxConcurrentDownloads
-        return try JSONResponse.make(Updated(success: true, updatedSettings: changed, restartRequired: false))
+        return Updated(success: true, updatedSettings: changed, restartRequired: false)
     }
 }

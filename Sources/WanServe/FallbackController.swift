@@ -12,11 +12,20 @@ import WanCore
 /// task family (t2v, i2v, ti2v from the id) 0.5 / 0.35 / 0.1, resolution among the model's
 /// `resolution_caps` 0.2 (0.1 when it lists none), available now 0.3 (downloading 0.15);
 /// quality and speed compare the models' sizes.
-final class FallbackRoutes: Sendable {
+final class FallbackController: Controller {
     let catalog: ModelCatalog
     private let queue = Mutex<[QueueEntry]>([])
 
     init(catalog: ModelCatalog) { self.catalog = catalog }
+
+    func addRoutes(to routes: RouteCollection<SidecarContext>) {
+        routes.post("suggest") { request, _ in try await self.suggest(request) }
+        routes.post("queue") { request, _ in try await self.enqueue(request) }
+        routes.get("queue/:queue_id") { request, context in
+            let id = try context.parameters.require("queue_id")
+            return try await self.catalog.respond(to: request, context: context) { try self.entry(id) }
+        }
+    }
 
     // MARK: - Suggest
 
@@ -57,10 +66,6 @@ final class FallbackRoutes: Sendable {
         let availabilityStatus: String
         let reason: String
         let estimatedQualityDifference: String
-        enum CodingKeys: String, CodingKey {
-            case suggestedModel = "suggested_model", compatibilityScore = "compatibility_score", performanceDifference = "performance_difference"
-            case availabilityStatus = "availability_status", reason, estimatedQualityDifference = "estimated_quality_difference"
-        }
     }
 
     struct Strategy: Encodable {
@@ -70,23 +75,15 @@ final class FallbackRoutes: Sendable {
         let estimatedWaitTime: Nullable<Double>
         let userMessage: String
         let canQueueRequest: Bool
-        enum CodingKeys: String, CodingKey {
-            case strategyType = "strategy_type", recommendedAction = "recommended_action", alternativeModel = "alternative_model"
-            case estimatedWaitTime = "estimated_wait_time", userMessage = "user_message", canQueueRequest = "can_queue_request"
-        }
     }
 
-    struct SuggestResponse: Encodable {
+    struct SuggestResponse: ResponseEncodable {
         let requestedModel: String
         let alternativeSuggestion: Nullable<Suggestion>
         let suggestions: [Suggestion]
         let fallbackStrategy: Strategy
         let waitTimeEstimate: Nullable<Double>
         let timestamp: Date
-        enum CodingKeys: String, CodingKey {
-            case requestedModel = "requested_model", alternativeSuggestion = "alternative_suggestion", suggestions
-            case fallbackStrategy = "fallback_strategy", waitTimeEstimate = "wait_time_estimate", timestamp
-        }
     }
 
     /// t2v, i2v or ti2v: the id's name up to its first `-` (the WAN2.2 naming), else the name.
@@ -104,13 +101,13 @@ final class FallbackRoutes: Sendable {
         }
     }
 
-    func suggest(_ request: Request) async throws -> Response {
+    func suggest(_ request: Request) async throws -> SuggestResponse {
         let body = try await RequestBody.decode(SuggestRequest.self, from: request)
         return try await catalog.offload { [self] in try answerSuggestion(body) }
     }
 
     /// Scores the alternatives from the cache's state (blocking: on the pool).
-    private func answerSuggestion(_ body: SuggestRequest) throws -> Response {
+    private func answerSuggestion(_ body: SuggestRequest) throws -> SuggestResponse {
         let quality: Quality = try RequestBody.oneOf(body.quality ?? body.requirements?.quality, "quality", default: .medium)
         let speed: Speed = try RequestBody.oneOf(body.speed ?? body.requirements?.speed, "speed", default: .medium)
         let resolution = body.resolution ?? body.requirements?.resolution ?? "1280x720"
@@ -163,9 +160,9 @@ final class FallbackRoutes: Sendable {
                 requestedModel: requestedKey, suggestedModel: alternative, compatibilityScore: chosen.compatibilityScore,
                 userActionRequired: true, timeoutSeconds: Int((maxWait ?? 5) * 60), timestamp: Date()))
         }
-        return try JSONResponse.make(SuggestResponse(requestedModel: requestedKey, alternativeSuggestion: Nullable(suggestions.first),
+        return SuggestResponse(requestedModel: requestedKey, alternativeSuggestion: Nullable(suggestions.first),
                                                      suggestions: suggestions, fallbackStrategy: strategy,
-                                                     waitTimeEstimate: Nullable(waitMinutes), timestamp: Date()))
+                                                     waitTimeEstimate: Nullable(waitMinutes), timestamp: Date())
     }
 
     private func score(_ alternative: ModelSpec, against requested: ModelSpec, family: String, resolution: String,
@@ -213,27 +210,23 @@ final class FallbackRoutes: Sendable {
         enum CodingKeys: String, CodingKey { case modelID = "model_id", request, priority, maxWaitTimeMinutes = "max_wait_time_minutes" }
     }
 
-    struct Queued: Encodable {
+    struct Queued: ResponseEncodable {
         let success: Bool
         let queueID: String
         let position: Int
         let estimatedWaitTimeMinutes: Double
         let estimatedStartTime: Date
-        enum CodingKeys: String, CodingKey {
-            case success, queueID = "queue_id", position, estimatedWaitTimeMinutes = "estimated_wait_time_minutes"
-            case estimatedStartTime = "estimated_start_time"
-        }
     }
 
     /// Queues a request for a model: its download starts (or is raised to this priority), and
     /// the entry is served once the model is COMPLETE, or expires after its wait.
-    func enqueue(_ request: Request) async throws -> Response {
+    func enqueue(_ request: Request) async throws -> Queued {
         let body = try await RequestBody.decode(QueueRequest.self, from: request)
         return try await catalog.offload { [self] in try queueRequest(body) }
     }
 
     /// Starts or raises the download and files the entry (blocking: on the pool).
-    private func queueRequest(_ body: QueueRequest) throws -> Response {
+    private func queueRequest(_ body: QueueRequest) throws -> Queued {
         let priority: DownloadPriority = try RequestBody.oneOf(body.priority, "priority", default: .normal)
         let wait = body.maxWaitTimeMinutes ?? 60
         guard wait > 0 else { throw RequestBody.invalid("max_wait_time_minutes", "must be more than 0 minutes") }
@@ -255,29 +248,25 @@ final class FallbackRoutes: Sendable {
         queue.withLock { $0.append(entry) }
         let position = try refresh().firstIndex { $0.id == entry.id }.map { $0 + 1 } ?? 0
         let seconds = try catalog.estimatedSeconds(spec) ?? 0
-        return try JSONResponse.make(Queued(success: true, queueID: entry.id, position: position,
+        return Queued(success: true, queueID: entry.id, position: position,
                                             estimatedWaitTimeMinutes: (seconds / 60 * 10).rounded(.up) / 10,
-                                            estimatedStartTime: now.addingTimeInterval(seconds)))
+                                            estimatedStartTime: now.addingTimeInterval(seconds))
     }
 
-    struct QueueStatus: Encodable {
+    struct QueueStatus: ResponseEncodable {
         let queueID: String, modelID: String, status: String, position: Nullable<Int>, priority: String
         let createdAt: Date, expiresAt: Date, servedAt: Nullable<Date>
-        enum CodingKeys: String, CodingKey {
-            case queueID = "queue_id", modelID = "model_id", status, position, priority, createdAt = "created_at"
-            case expiresAt = "expires_at", servedAt = "served_at"
-        }
     }
 
     /// One entry: `waiting` (with its position), `ready` (the model is complete) or `expired`.
-    func entry(_ id: String) throws -> Response {
+    func entry(_ id: String) throws -> QueueStatus {
         let waiting = try refresh()
         guard let entry = queue.withLock({ $0.first { $0.id == id } }) else { throw APIError.notFound("queue entry \(id)") }
         let position = waiting.firstIndex { $0.id == id }.map { $0 + 1 }
         let status = entry.served != nil ? "ready" : position != nil ? "waiting" : "expired"
-        return try JSONResponse.make(QueueStatus(queueID: id, modelID: entry.model, status: status, position: Nullable(position),
+        return QueueStatus(queueID: id, modelID: entry.model, status: status, position: Nullable(position),
                                                  priority: entry.priority.rawValue, createdAt: entry.created, expiresAt: entry.expires,
-                                                 servedAt: Nullable(entry.served)))
+                                                 servedAt: Nullable(entry.served))
     }
 
     /// Marks entries whose model is complete as served, forgets old ones, and returns the
