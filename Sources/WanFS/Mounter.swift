@@ -113,26 +113,26 @@ public final class Mounter: @unchecked Sendable {
         return status
     }
 
-    /// With `cache_max`, keeps MODELS_ROOT under it (LRU, pins and open models respected) every 10 minutes.
+    /// With `cache_max`, keeps MODELS_ROOT under it (LRU, pins and open models respected): at
+    /// the start, whenever the cache reaches it (looked at every minute), and every 10 minutes.
     private func startGarbageCollection(_ engine: CacheEngine) -> CancellationToken? {
         guard let limit = options.cacheMax else { return nil }
-        let stop = CancellationToken()
+        let maxModelAge = engine.config.maxModelAge
+        let schedule = GCSchedule(engine: engine, startedAt: .distantPast) {
+            GCSchedule.Policy(limit: limit, maxModelAge: maxModelAge, period: 600)
+        }
         let logger = self.logger
-        Thread.detachNewThread {
-            while !stop.isCancelled {
-                do {
-                    let result = try GarbageCollector(engine: engine, maxTotalSize: limit).collect()
-                    if !result.modelsRemoved.isEmpty {
-                        logger.info("gc: removed \(result.modelsRemoved.joined(separator: ", ")), reclaimed \(result.bytesReclaimed) bytes")
-                    }
-                    for error in result.errors { logger.warning("gc: \(error)") }
-                } catch {
-                    logger.error("gc (cache_max): \(error)")
+        return schedule.start(every: 60) { outcome in
+            switch outcome {
+            case .success(let result):
+                if !result.modelsRemoved.isEmpty {
+                    logger.info("gc: removed \(result.modelsRemoved.joined(separator: ", ")), reclaimed \(result.bytesReclaimed) bytes")
                 }
-                for _ in 0..<600 where !stop.isCancelled { Thread.sleep(forTimeInterval: 1) }
+                for error in result.errors { logger.warning("gc: \(error)") }
+            case .failure(let error):
+                logger.error("gc (cache_max): \(error)")
             }
         }
-        return stop
     }
 
     /// The kernel reads ahead at most 128 KiB for FUSE unless the mount's backing device info

@@ -5,13 +5,14 @@ import WanCache
 import WanCore
 import WanSystem
 
-/// The sidecar's schedules: garbage collection (hourly, and as soon as the cache reaches
+/// The sidecar's schedules: garbage collection (``GCSchedule``, the one the mount follows too: hourly, and as soon as the cache reaches
 /// `cleanup_threshold_percent` of `max_storage_gb`) and health passes (every
 /// `check_interval_hours`: re-hash complete models, oldest verification first, within a byte
 /// budget; count abandoned partial downloads and lock files nobody holds; alert; repair when
 /// `auto_repair_enabled`). What they did shows in `/metrics` and `/api/v1/models/health`.
 final class Maintenance: Sendable {
     struct Counters: Sendable {
+        /// From the GC schedule (``GCSchedule/Record``).
         var gcRuns = 0
         var gcBytesReclaimed: Int64 = 0
         var lastGC: Date?
@@ -30,6 +31,8 @@ final class Maintenance: Sendable {
     /// Bytes a health pass may re-hash.
     let hashBudget: Int64
     let logger: Logger
+    /// The garbage collection schedule the mount follows too, under the live settings.
+    let gc: GCSchedule
     private let counters: Mutex<Counters>
 
     init(catalog: ModelCatalog, checks: HealthChecks, tick: Duration = .seconds(60), hashBudget: Int64 = 16 << 30,
@@ -41,12 +44,25 @@ final class Maintenance: Sendable {
         self.logger = logger
         // The first runs come a period after the start (GC sooner if the cache is over its threshold).
         var initial = Counters()
-        initial.lastGC = Date()
         initial.lastHealthPass = Date()
         counters = Mutex(initial)
+        let (settings, maxModelAge) = (catalog.settings, catalog.engine.config.maxModelAge)
+        gc = GCSchedule(engine: catalog.engine) {
+            let current = settings.current
+            guard current.garbageCollection else { return nil }
+            return GCSchedule.Policy(limit: current.maxStorageBytes, thresholdPercent: current.cleanupThresholdPercent,
+                                     maxModelAge: maxModelAge, period: 3600)
+        }
     }
 
-    var snapshot: Counters { counters.withLock { $0 } }
+    var snapshot: Counters {
+        var counters = self.counters.withLock { $0 }
+        let gcRecord = gc.snapshot
+        counters.gcRuns = gcRecord.runs
+        counters.gcBytesReclaimed = gcRecord.bytesReclaimed
+        counters.lastGC = gcRecord.lastRun
+        return counters
+    }
     var engine: CacheEngine { catalog.engine }
 
     /// Runs until the task is cancelled.
@@ -55,9 +71,7 @@ final class Maintenance: Sendable {
             let settings = catalog.settings.current
             let now = Date()
             let last = snapshot
-            if settings.garbageCollection, (try? await catalog.offload({ [self] in gcDue(settings, last: last.lastGC, now: now) })) == true {
-                await collectGarbage(settings)
-            }
+            await collectGarbageIfDue()
             if settings.healthMonitoring,
                last.lastHealthPass.map({ now.timeIntervalSince($0) >= settings.checkIntervalHours * 3600 }) ?? true {
                 await healthPass(settings)
@@ -68,34 +82,14 @@ final class Maintenance: Sendable {
 
     // MARK: - GC
 
-    private func gcDue(_ settings: SidecarSettings.Values, last: Date?, now: Date) -> Bool {
-        if last.map({ now.timeIntervalSince($0) >= 3600 }) ?? true { return true }
-        guard let max = settings.maxStorageBytes, let usage = try? DiskUsage.measure(engine.resolver) else { return false }
-        // What GC can act on: models and blobs, not partial downloads (it keeps those).
-        return Double(usage.totalBytes - usage.partialBytes) >= Double(max) * settings.cleanupThresholdPercent / 100
-    }
-
-    /// Collects down to the threshold (so the next downloads have room), pins and models in
-    /// use respected, plus models idle past `max_model_age`.
-    func collectGarbage(_ settings: SidecarSettings.Values) async {
-        let target = settings.maxStorageBytes.map { Int64(Double($0) * settings.cleanupThresholdPercent / 100) }
-        var collector = GarbageCollector(engine: engine, maxModelAge: engine.config.maxModelAge)
-        collector.maxTotalSize = target   // the live setting, even when it is none
-        let gc = collector
-        let result: GCResult?
+    /// Runs the GC schedule's collection if one is due (on the blocking pool), and logs it.
+    func collectGarbageIfDue() async {
         do {
-            result = try await catalog.offload { try gc.collect(dryRun: false) }
+            if let result = try await catalog.offload({ [gc] in try gc.runIfDue() }), !result.modelsRemoved.isEmpty {
+                logger.info("scheduled gc removed \(result.modelsRemoved.joined(separator: ", ")) (\(result.bytesReclaimed) bytes)")
+            }
         } catch {
-            result = nil
             logger.error("scheduled gc: \(error)")
-        }
-        counters.withLock {
-            $0.gcRuns += 1
-            $0.gcBytesReclaimed += result?.bytesReclaimed ?? 0
-            $0.lastGC = Date()
-        }
-        if let result, !result.modelsRemoved.isEmpty {
-            logger.info("scheduled gc removed \(result.modelsRemoved.joined(separator: ", ")) (\(result.bytesReclaimed) bytes)")
         }
     }
 

@@ -105,7 +105,8 @@ public struct Sidecar: Sendable {
     public func run(onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) async throws {
         let parts = try assemble()
         let app = Application(router: parts.router,
-                              server: .http1WebSocketUpgrade(webSocketRouter: parts.router, configuration: .init(autoPing: .enabled(timePeriod: .seconds(30)))),
+                              server: .http1WebSocketUpgrade(webSocketRouter: parts.router,
+                                                             configuration: .init(ws: .init(autoPing: .enabled(timePeriod: .seconds(30))))),
                               configuration: .init(address: .hostname(host, port: port), serverName: "wan"),
                               onServerRunning: { [host] channel in onListening(host, channel.localAddress?.port ?? port) },
                               logger: logger)

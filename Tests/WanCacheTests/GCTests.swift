@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WanCore
 import WanTestSupport
@@ -111,6 +112,38 @@ import WanTestSupport
         #expect(blobs == 3, "b's weights, d's weights and the shared file remain")
         #expect(try cache.engine.status(try cache.spec("b@1.0")).state == .complete)
         #expect(try cache.engine.status(try cache.spec("a@1.0")).state != .complete)
+    }
+
+    /// The schedule the mount and the sidecar share: off while the policy says so, due a
+    /// period after the last run or as soon as the cache reaches the threshold, collects down
+    /// to the threshold, counts what it did, and reads the policy anew for each decision.
+    @Test func theScheduleRunsWhenDueAndCollectsDownToTheThreshold() throws {
+        let cache = try fourModels()   // 4.5 MiB of models
+        let state = try #require(try cache.engine.state())
+        let now = Date()
+        for (i, name) in ["a@1.0", "b@1.0", "c@1.0", "d@1.0"].enumerated() {
+            try state.setLastAccess(now.addingTimeInterval(Double(i) * 100 - 10_000), model: name)
+        }
+        let policy = Mutex<GCSchedule.Policy?>(nil)
+        let schedule = GCSchedule(engine: cache.engine, startedAt: now) { policy.withLock { $0 } }
+        #expect(!schedule.isDue(now: now.addingTimeInterval(1e6)), "collection off: never due")
+        #expect(try schedule.run() == nil && schedule.snapshot.runs == 0)
+
+        // 8 MiB allowed, collection from 75 % (6 MiB): under it, and the period has not passed.
+        policy.withLock { $0 = GCSchedule.Policy(limit: 8 << 20, thresholdPercent: 75, period: 3600) }
+        #expect(!schedule.isDue(now: now.addingTimeInterval(10)))
+        #expect(schedule.isDue(now: now.addingTimeInterval(3600)), "a period after the start")
+        // 4 MiB allowed, from 75 % (3 MiB): over it now, so due at once, and collected down to 3 MiB.
+        policy.withLock { $0 = GCSchedule.Policy(limit: 4 << 20, thresholdPercent: 75, period: 3600) }
+        #expect(schedule.isDue(now: now.addingTimeInterval(10)))
+        let result = try #require(try schedule.runIfDue(now: now.addingTimeInterval(10)))
+        #expect(result.modelsRemoved == ["a@1.0", "b@1.0"], "least recently used first, down to the threshold: \(result)")
+        #expect(!exists(cache, "a@1.0") && !exists(cache, "b@1.0") && exists(cache, "c@1.0") && exists(cache, "d@1.0"))
+        let record = schedule.snapshot
+        #expect(record.runs == 1 && record.bytesReclaimed == result.bytesReclaimed && record.bytesReclaimed >= 2 << 20)
+        #expect(record.lastRun > now)
+        #expect(!schedule.isDue(), "under the threshold again, and it just ran")
+        #expect(try schedule.runIfDue() == nil && schedule.snapshot.runs == 1)
     }
 }
 
