@@ -303,8 +303,7 @@ public final class CacheEngine: @unchecked Sendable {
         guard let blob = try blobs.info(file.sha256), blob.kind == .regular, blob.size == file.size else {
             throw SystemError(errno: ENOENT, operation: "link (no verified blob of this size)", path: resolver.blobPath(sha256: file.sha256))
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let (parent, name) = PathSplit.split(path)
         let directory = try root.modelDirectory(model, sub: parent)
         if let existing = try directory.info(name), existing.identity == blob.identity { return }
         // Unique per thread and process: two threads linking the same path never collide.
@@ -325,9 +324,9 @@ public final class CacheEngine: @unchecked Sendable {
     func discard(_ spec: ModelSpec) throws {
         let key = modelKey(spec)
         for file in spec.files {
-            let parent = (file.path as NSString).deletingLastPathComponent
+            let parent = PathSplit.parent(file.path)
             if let directory = try? root.modelDirectory(key, sub: parent, create: false) {
-                try directory.remove((file.path as NSString).lastPathComponent)
+                try directory.remove(PathSplit.name(file.path))
             }
             try withFileLock(file.sha256, timeout: 10) { held in
                 if let blobs = try? root.blobDirectory(sha256: file.sha256, create: false) { try blobs.remove(file.sha256) }
@@ -402,9 +401,9 @@ public final class CacheEngine: @unchecked Sendable {
                 for variant in other.variants.isEmpty ? [nil] : other.variants.map(Optional.some) {
                     let narrowed = other.narrowed(to: variant)
                     for shared in narrowed.files where shared.sha256 == file.sha256 {
-                        let parent = (shared.path as NSString).deletingLastPathComponent
+                        let parent = PathSplit.parent(shared.path)
                         if let directory = try? root.modelDirectory(modelKey(narrowed), sub: parent, create: false) {
-                            try directory.remove((shared.path as NSString).lastPathComponent)
+                            try directory.remove(PathSplit.name(shared.path))
                         }
                     }
                 }

@@ -235,7 +235,7 @@ public struct GarbageCollector: Sendable {
         for (path, info) in try DiskUsage.regularFiles(under: resolver.tmpDir) where !path.contains("/quarantine/") {
             let name = (path as NSString).lastPathComponent
             let sha = String(name.prefix(64))
-            guard Hex.isSHA256(sha), (path as NSString).deletingLastPathComponent == resolver.tmpDir else { continue }
+            guard Hex.isSHA256(sha), PathSplit.parent(path) == resolver.tmpDir else { continue }
             garbage.append(Garbage(path: path, bytes: info.allocatedBytes) {
                 guard let lock = try engine.locks.tryAcquire(LockManager.fileLockName(sha)) else { return false }
                 defer { lock.release() }

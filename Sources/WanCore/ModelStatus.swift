@@ -119,3 +119,12 @@ public struct ModelStatus: Sendable, Equatable, Codable {
         if !files.isEmpty { try c.encode(files, forKey: .files) }
     }
 }
+
+extension ModelStatus {
+    /// Complete required files over required files; 0 when the model is CORRUPT.
+    public var integrityScore: Double {
+        if state == .corrupt { return 0 }
+        let required = files.filter { !$0.optional }
+        return required.isEmpty ? 1 : Double(required.filter { $0.state == .complete }.count) / Double(required.count)
+    }
+}

@@ -40,8 +40,8 @@ public final class Mounter: @unchecked Sendable {
         guard info.kind == .directory else {
             throw OrchestratorError.configInvalid(key: "mountpoint", message: "\(path) is not a directory")
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        if let above = try FileSystem.info(parent.isEmpty ? "/" : parent), above.device != info.device, path != "/" {
+        let parent = PathSplit.parent(path)
+        if let above = try FileSystem.info(parent.isEmpty ? "." : parent), above.device != info.device, path != "/" {
             throw OrchestratorError.configInvalid(key: "mountpoint", message: "\(path) is busy: something is already mounted there (umount it first)")
         }
     }

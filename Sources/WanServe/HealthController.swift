@@ -34,12 +34,14 @@ final class HealthChecks: Sendable {
 
     struct SystemHealth: Encodable {
         let score: Double, healthy: Int, degraded: Int, corrupted: Int, storageUsagePercent: Double, updated: Date
-        /// The schedules: last health pass and GC, debris found.
+        /// The schedules: last health pass and GC.
         let schedules: Maintenance.Counters
+        /// The cache-wide checks, run for this report (the same as `wan models diagnose`'s).
+        let cache: CacheHealth.Report
 
         enum CodingKeys: String, CodingKey {
             case lastHealthPass = "last_health_pass", lastGC = "last_gc", gcRuns = "gc_runs", abandonedPartials = "abandoned_partials"
-            case idleLockFiles = "idle_lock_files"
+            case idleLockFiles = "idle_lock_files", checks
             case overallHealthScore = "overall_health_score", modelsHealthy = "models_healthy", modelsDegraded = "models_degraded"
             case modelsCorrupted = "models_corrupted", storageUsagePercent = "storage_usage_percent", lastUpdated = "last_updated"
             case overallScore = "overall_score", healthyModels = "healthy_models", degradedModels = "degraded_models"
@@ -63,8 +65,9 @@ final class HealthChecks: Sendable {
             try c.encode(Nullable(schedules.healthPasses > 0 ? schedules.lastHealthPass : nil), forKey: .lastHealthPass)
             try c.encode(Nullable(schedules.gcRuns > 0 ? schedules.lastGC : nil), forKey: .lastGC)
             try c.encode(schedules.gcRuns, forKey: .gcRuns)
-            try c.encode(schedules.abandonedPartials, forKey: .abandonedPartials)
-            try c.encode(schedules.idleLockFiles, forKey: .idleLockFiles)
+            try c.encode(cache.abandonedPartials, forKey: .abandonedPartials)
+            try c.encode(cache.idleLockFiles, forKey: .idleLockFiles)
+            try c.encode(cache.checks, forKey: .checks)
         }
     }
 
@@ -75,19 +78,16 @@ final class HealthChecks: Sendable {
         let timestamp: Date
     }
 
+    /// The checks `wan models diagnose` runs too.
+    var health: CacheHealth { CacheHealth(engine: catalog.engine) }
+
     func entry(_ spec: ModelSpec) throws -> Entry {
-        let status = try catalog.engine.status(spec)
-        let failed = status.files.filter { $0.state == .corrupt }.map(\.path)
-        var issues = status.missingFiles.map { "missing: \($0)" }
-        issues += failed.map { "checksum mismatch: \($0)" }
-        let health = ProbeController.healthStatus(status.state)
-        return Entry(modelID: spec.modelID, healthStatus: health, isHealthy: health == "healthy",
-                     integrityScore: status.integrityScore,
-                     issues: issues, corruptionTypes: (failed.isEmpty ? [] : ["checksum_mismatch"]) + (status.missingFiles.isEmpty ? [] : ["missing_file"]),
-                     lastCheck: Nullable(status.lastVerified),
-                     repairSuggestions: failed.isEmpty ? (status.missingFiles.isEmpty ? [] : ["wan models ensure --only \(spec.modelID)"])
-                         : ["wan models verify --model \(spec.modelID) --fix"],
-                     canAutoRepair: !spec.sources.isEmpty, overallHealth: health, performanceScore: Nullable(nil),
+        let model = try health.model(spec)
+        let status = model.status
+        return Entry(modelID: spec.modelID, healthStatus: model.health, isHealthy: model.isHealthy,
+                     integrityScore: status.integrityScore, issues: model.issues, corruptionTypes: model.corruptionTypes,
+                     lastCheck: Nullable(status.lastVerified), repairSuggestions: model.repairSuggestions,
+                     canAutoRepair: !spec.sources.isEmpty, overallHealth: model.health, performanceScore: Nullable(nil),
                      recommendations: status.lastVerified == nil && status.state == .complete ? ["run an integrity check"] : [],
                      checkRunning: running.withLock { $0[spec.modelID] != nil })
     }
@@ -103,7 +103,7 @@ final class HealthChecks: Sendable {
         let byID = Dictionary(entries.map { ($0.modelID, $0) }, uniquingKeysWith: { a, _ in a })
         return Report(
             systemHealth: SystemHealth(score: score, healthy: healthy, degraded: degraded, corrupted: corrupted,
-                                       storageUsagePercent: percent, updated: Date(), schedules: schedules),
+                                       storageUsagePercent: percent, updated: Date(), schedules: schedules, cache: health.run()),
             modelHealth: byID, models: byID, timestamp: Date())
     }
 

@@ -121,9 +121,8 @@ final class Maintenance: Sendable {
                 _ = try? await catalog.offload { [checks] in try checks.performRepair(spec, type: .auto, force: true) }
             }
         }
-        let (partials, idleLocks) = (try? await catalog.offload { [self] () -> (Int, Int) in
-            (abandonedPartials(), engine.locks.inventory().filter { !$0.held }.count)
-        }) ?? (0, 0)
+        let cache = try? await catalog.offload { [engine] in CacheHealth(engine: engine).run() }
+        let (partials, idleLocks) = (cache?.abandonedPartials ?? 0, cache?.idleLockFiles ?? 0)
         counters.withLock {
             $0.healthPasses += 1
             $0.checksOK += ok
@@ -132,17 +131,5 @@ final class Maintenance: Sendable {
             $0.abandonedPartials = partials
             $0.idleLockFiles = idleLocks
         }
-    }
-
-    /// Partial downloads no process is fetching and untouched for an hour.
-    private func abandonedPartials() -> Int {
-        let tmp = engine.resolver.tmpDir
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
-        return names.filter { name in
-            guard name.hasSuffix(".part") else { return false }
-            let sha = String(name.dropLast(5))
-            let modified = ((try? FileSystem.info(tmp + "/" + name)) ?? nil)?.modified ?? 0
-            return !engine.locks.isLocked(LockManager.fileLockName(sha)) && Date().timeIntervalSince1970 - Double(modified) > 3600
-        }.count
     }
 }

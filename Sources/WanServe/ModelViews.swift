@@ -34,15 +34,6 @@ struct ModelDetail: ResponseEncodable {
 
 }
 
-extension ModelStatus {
-    /// Complete required files over required files; 0 when the model is CORRUPT.
-    var integrityScore: Double {
-        if state == .corrupt { return 0 }
-        let required = files.filter { !$0.optional }
-        return required.isEmpty ? 1 : Double(required.filter { $0.state == .complete }.count) / Double(required.count)
-    }
-}
-
 /// What the cache may grow into: `max_total_size` when set, else the filesystem's size.
 struct StorageFigures {
     let usage: DiskUsage

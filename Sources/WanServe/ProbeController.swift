@@ -46,14 +46,6 @@ struct ProbeController: Controller {
         var answer: EditedResponse<HealthReport> { with(status: status == "unhealthy" ? .serviceUnavailable : .ok) }
     }
 
-    static func healthStatus(_ state: ModelState) -> String {
-        switch state {
-        case .complete: "healthy"
-        case .corrupt: "corrupted"
-        case .verifying, .partial, .notPresent: "missing"
-        }
-    }
-
     /// 200 `healthy` (every model complete) or `degraded`; 503 `unhealthy` when MODELS_ROOT
     /// or the state database cannot be read (a readiness probe). Measured now, on the pool.
     func healthModels(_ id: String?) throws -> HealthReport {
@@ -81,7 +73,7 @@ struct ProbeController: Controller {
             }
             entries[spec.modelID] = HealthEntry(modelID: spec.modelID, variant: Nullable(spec.variant), state: status.state.rawValue,
                                                 bytesNeeded: status.bytesNeeded, missingFiles: status.missingFiles,
-                                                lastVerified: Nullable(status.lastVerified), healthStatus: Self.healthStatus(status.state))
+                                                lastVerified: Nullable(status.lastVerified), healthStatus: CacheHealth.ModelHealth.health(status.state))
         }
         let overall = unhealthy ? "unhealthy" : entries.values.allSatisfy { $0.healthStatus == "healthy" } ? "healthy" : "degraded"
         return HealthReport(status: overall, timestamp: time, models: entries)

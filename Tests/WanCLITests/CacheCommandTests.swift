@@ -291,7 +291,23 @@ import WanTestSupport
         #expect(result.status == 0, "\(result.stderr)")
         let checks = try #require(try result.json()["checks"] as? [[String: Any]])
         let names = Set(checks.compactMap { $0["name"] as? String })
-        #expect(names.isSuperset(of: ["manifest", "MODELS_ROOT", "free space", "state database", "locks", "credentials", "/dev/fuse"]))
+        #expect(names.isSuperset(of: ["manifest", "MODELS_ROOT", "free space", "state database", "locks", "partial downloads", "models",
+                                      "credentials", "/dev/fuse"]))
+
+        // A model whose bytes rotted fails the models check (the one the health API runs too).
+        try s.model.write(to: s.dir.path + "/src")
+        let ensured = try s.run("models", "ensure", "--only", "diag@1.0")
+        #expect(ensured.status == 0, "\(ensured.stderr) \(ensured.stdout)")
+        let file = s.root + "/wan22/diag@1.0/a"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        bytes[3] ^= 0x01
+        chmod(file, 0o644)
+        try bytes.write(to: URL(fileURLWithPath: file))
+        #expect(try s.run("models", "verify", "--model", "diag@1.0").status != 0)
+        let rotten = try s.run("models", "diagnose", "--offline", "--json")
+        #expect(rotten.status == 1)
+        let models = try #require((try rotten.json()["checks"] as? [[String: Any]])?.first { $0["name"] as? String == "models" })
+        #expect(models["level"] as? String == "failed" && (models["detail"] as? String ?? "").contains("corrupt: diag@1.0"), "\(models)")
         let broken = try WanProcess.run(["models", "diagnose", "--offline"], environment: ["MODELS_ROOT": s.root, "WAN_MODELS_MANIFEST": "/nope.toml"])
         #expect(broken.status == 1 && broken.stderr.contains("manifest"))
     }

@@ -84,6 +84,16 @@ import WanTestSupport
         #expect((try server.metric("wan_gc_bytes_reclaimed_total") ?? 0) >= Double(2 << 20))
         let system = try #require(try server.get("/api/v1/models/health").json()["system_health"] as? [String: Any])
         #expect((system["gc_runs"] as? Int ?? 0) >= 1 && system["last_gc"] is String)
+        // The cache-wide checks are diagnose's own.
+        let apiChecks = try #require(system["checks"] as? [[String: Any]])
+        let diagnose = try WanProcess.run(["models", "diagnose", "--offline", "--json"], environment: server.env)
+        let cliChecks = try #require(try diagnose.json()["checks"] as? [[String: Any]])
+        let apiNames = apiChecks.compactMap { $0["name"] as? String }
+        #expect(Set(apiNames) == ["MODELS_ROOT", "free space", "state database", "locks", "partial downloads"], "\(apiNames)")
+        for name in apiNames {
+            let api = apiChecks.first { $0["name"] as? String == name }, cli = cliChecks.first { $0["name"] as? String == name }
+            #expect(api?["level"] as? String == "ok" && cli?["level"] as? String == api?["level"] as? String, "\(name): \(String(describing: api)) vs \(String(describing: cli))")
+        }
     }
 
     /// Whether `condition` holds within `timeout` seconds (polled).

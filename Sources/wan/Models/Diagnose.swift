@@ -17,29 +17,16 @@ struct Diagnose: WanCommand {
     @Flag(help: "Skip contacting the sources.")
     var offline = false
 
-    struct Check: Encodable {
-        enum Level: String, Encodable { case ok, warning, failed }
-        let name: String
-        let level: Level
-        let detail: String
-    }
-
-    struct LockReport: Encodable {
-        let name: String
-        let held: Bool
-        let owner: String?
-    }
-
     struct Report: Encodable {
         let ok: Bool
-        let checks: [Check]
-        let locks: [LockReport]
+        let checks: [CacheHealth.Check]
+        let locks: [CacheHealth.LockEntry]
         let sources: [SourceCheck]
     }
 
     func execute(_ output: Output) async throws {
-        var checks: [Check] = []
-        func add(_ name: String, _ level: Check.Level, _ detail: String) { checks.append(Check(name: name, level: level, detail: detail)) }
+        var checks: [CacheHealth.Check] = []
+        func add(_ name: String, _ level: CacheHealth.Level, _ detail: String) { checks.append(CacheHealth.Check(name, level, detail)) }
 
         let config = try global.loadConfig()
         output.secrets = config.credentials.secretValues
@@ -56,30 +43,15 @@ struct Diagnose: WanCommand {
             add("manifest", .failed, error.description)
         }
 
-        var locks: [LockReport] = []
+        // The cache's own checks: the same as the Model Availability API's health report.
+        var locks: [CacheHealth.LockEntry] = []
         if let resolver = try? config.resolver() {
-            checkPaths(resolver, add)
-            if let space = try? FileSystem.space(at: resolver.modelsRoot) {
-                var detail = "\(ByteSize.format(space.availableBytes)) available of \(ByteSize.format(space.totalBytes))"
-                var level = Check.Level.ok
-                if let registry, let engine = try? CacheEngine(config: config, registry: registry) {
-                    let needed = registry.manifest.models.compactMap { try? engine.estimateDownloadSize($0.narrowed(to: $0.defaultVariant)) }.reduce(0, +)
-                    detail += "; \(ByteSize.format(needed)) still to download for every default variant"
-                    if needed > space.availableBytes { level = .warning }
-                }
-                add("free space", level, detail)
-            }
-            do {
-                let store = try StateStore(resolver: resolver)
-                add("state database", .ok, "\(store.path): \(try store.allUsage().count) models tracked")
-            } catch {
-                add("state database", .failed, "\(resolver.statePath): \(error)")
-            }
-            locks = LockManager(resolver: resolver).inventory().map { LockReport(name: $0.name, held: $0.held, owner: $0.owner) }
-            let held = locks.filter(\.held)
-            add("locks", .ok, "\(locks.count) lock files, \(held.count) held" + (held.isEmpty ? "" : ": " + held.map(\.name).joined(separator: ", ")))
-            let partials = (try? DiskUsage.measure(resolver))?.partialBytes ?? 0
-            add("partial downloads", .ok, "\(ByteSize.format(partials)) in \(resolver.tmpDir) (resumable; `wan models gc --aggressive` removes abandoned ones)")
+            let engine = registry.flatMap { try? CacheEngine(config: config, registry: $0) }
+            let health = CacheHealth(resolver: resolver, engine: engine)
+            let report = health.run()
+            checks += report.checks
+            locks = report.locks
+            if let registry, engine != nil { checks.append(health.models(registry.manifest.models.map { $0.narrowed(to: $0.defaultVariant) })) }
         } else {
             add("MODELS_ROOT", .failed, "not set; export MODELS_ROOT=/path/to/models or pass --models-root")
         }
@@ -106,23 +78,5 @@ struct Diagnose: WanCommand {
             output.say("[\(check.level.rawValue.uppercased().padding(toLength: 7, withPad: " ", startingAt: 0))] \(check.name): \(check.detail)")
         }
         if !ok { throw ExitCode(1) }
-    }
-
-    private func checkPaths(_ resolver: ModelResolver, _ add: (String, Check.Level, String) -> Void) {
-        let root = resolver.modelsRoot
-        guard let info = try? FileSystem.info(root) else {
-            add("MODELS_ROOT", .warning, "\(root) does not exist yet (created on first ensure)")
-            return
-        }
-        guard info.kind == .directory else {
-            add("MODELS_ROOT", .failed, "\(root) is not a directory")
-            return
-        }
-        let writable = FileSystem.isAccessible(root, mode: 2)
-        add("MODELS_ROOT", writable ? .ok : .failed, "\(root) " + (writable ? "is writable" : "is not writable by this user"))
-        for directory in [resolver.modelsDir, resolver.blobsDir, resolver.tmpDir, resolver.locksDir, resolver.stateDir] {
-            guard FileManager.default.fileExists(atPath: directory) else { continue }
-            if !FileSystem.isAccessible(directory, mode: 2) { add("permissions", .failed, "\(directory) is not writable by this user") }
-        }
     }
 }
