@@ -1,11 +1,13 @@
 import Foundation
+import WanCache
 import WanCore
 
 /// Publishes `model_availability_change` whenever a model's `availability_status` changes,
 /// whoever changed it: this sidecar's downloads, `wan models ensure`, the mount, GC. It polls
 /// the cache once a second (state changes of other processes reach it only through disk), and
 /// posts what it read on the status board the probe answers from. It reads on a thread of its
-/// own, so the board stays current however many requests wait for the blocking pool.
+/// own, so the board stays current however many requests wait for the blocking pool, and
+/// measures the cache's disk usage every ten seconds for `/metrics`.
 struct AvailabilityWatcher: Sendable {
     let catalog: ModelCatalog
     var interval: Duration = .seconds(1)
@@ -19,6 +21,7 @@ struct AvailabilityWatcher: Sendable {
                 let statuses = specs.map { (spec: $0, status: try? catalog.engine.status($0)) }
                 let databaseReadable = (try? catalog.engine.state(create: true)) != nil
                 catalog.board.publish(.init(taken: .now, takenAt: Date(), models: statuses, databaseReadable: databaseReadable))
+                if catalog.board.usageIsDue, let usage = try? DiskUsage.measure(catalog.engine.resolver) { catalog.board.publish(usage) }
                 return statuses.map { entry in
                     (DownloadManager.key(entry.spec), entry.status.map { catalog.availability(entry.spec, status: $0) } ?? "unknown")
                 }

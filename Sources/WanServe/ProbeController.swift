@@ -82,7 +82,8 @@ struct ProbeController: Controller {
     // MARK: - Metrics
 
     /// Prometheus text, from the state database's download totals (kept current by every
-    /// process that shares MODELS_ROOT: CLI, mount, sidecar), the disk and the mounts' counters.
+    /// process that shares MODELS_ROOT: CLI, mount, sidecar), the disk usage the availability watcher measures
+    /// every ten seconds (never a walk of the tree per scrape) and the mounts' counters.
     /// Every family is declared (`# HELP`, `# TYPE`) even before its first sample.
     func metrics() throws -> Response {
         let registry = PrometheusCollectorRegistry()
@@ -103,7 +104,7 @@ struct ProbeController: Controller {
                 registry.makeCounter(descriptor: errors, labels: [("type", type), ("model", row.model)]).increment(by: row.count)
             }
         }
-        if let usage = try? DiskUsage.measure(engine.resolver) {
+        if let usage = catalog.board.diskUsage() {   // measured by the watcher: no walk per scrape
             var bytesByFamily: [String: Int64] = [:]
             for model in usage.models { bytesByFamily[String(model.directory.split(separator: "@").first ?? ""), default: 0] += model.bytes }
             for (family, bytes) in bytesByFamily {

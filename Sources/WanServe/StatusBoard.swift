@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WanCache
 import WanCore
 
 /// The cache's state of every manifest model, refreshed once a second by the availability
@@ -20,8 +21,24 @@ final class StatusBoard: Sendable {
     }
 
     private let latest = Mutex<Snapshot?>(nil)
+    /// The cache's use of the disk (a walk of MODELS_ROOT), measured every
+    /// ``usageInterval``: `/metrics` and the status summary read it instead of walking the
+    /// tree per request.
+    private let usage = Mutex<(taken: ContinuousClock.Instant, usage: DiskUsage)?>(nil)
 
     func publish(_ snapshot: Snapshot) { latest.withLock { $0 = snapshot } }
+
+    static let usageInterval = Duration.seconds(10)
+
+    /// Whether the disk usage is due for another measurement.
+    var usageIsDue: Bool { usage.withLock { $0.map { ContinuousClock.now - $0.taken >= Self.usageInterval } ?? true } }
+
+    func publish(_ measured: DiskUsage) { usage.withLock { $0 = (.now, measured) } }
+
+    /// The last disk usage measured, if at most `maxAge` old.
+    func diskUsage(maxAge: Duration = StatusBoard.maxAge) -> DiskUsage? {
+        usage.withLock { entry in entry.flatMap { ContinuousClock.now - $0.taken <= maxAge ? $0.usage : nil } }
+    }
 
     /// The latest snapshot if it is at most `maxAge` old.
     static let maxAge = Duration.seconds(30)

@@ -46,7 +46,7 @@ struct StatusController: Controller {
     func statusDetailed() throws -> StatusReport {
         let details = try catalog.specs().map(catalog.detail)
         let count = { (status: String) in details.filter { $0.availabilityStatus == status }.count }
-        let onDisk = (try? DiskUsage.measure(engine.resolver).totalBytes) ?? 0
+        let onDisk = (catalog.board.diskUsage(maxAge: .seconds(15)) ?? (try? DiskUsage.measure(engine.resolver)))?.totalBytes ?? 0
         let availableSize = details.filter(\.isAvailable).reduce(0) { $0 + $1.sizeMB } / 1000
         let now = Date()
         let counts = Summary(totalModels: details.count, availableModels: count("available"), downloadingModels: count("downloading"),

@@ -47,6 +47,11 @@ import WanTestSupport
         // Parsed by prometheus_client: the counters moved with the two files downloaded.
         #expect(try server.metric("model_downloads_total", ["model": "srv@1.0", "status": "completed"]) == 2, "\(metrics.body)")
         #expect(try server.metric("model_download_duration_seconds_count") == 2)
+        // The disk usage is measured every ten seconds beside the requests, not per scrape.
+        let measured = Date().addingTimeInterval(25)
+        while Date() < measured, (try server.metric("model_storage_bytes_used", ["family": "srv"]) ?? 0) < Double(server.model.totalSize) {
+            Thread.sleep(forTimeInterval: 0.5)
+        }
         #expect((try server.metric("model_storage_bytes_used", ["family": "srv"]) ?? 0) >= Double(server.model.totalSize))
         #expect(try server.metric("wan_read_bytes_total", ["served_from": "cache"]) == 0, "no mount on this MODELS_ROOT")
 
