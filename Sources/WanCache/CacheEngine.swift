@@ -10,7 +10,7 @@ import WanSystem
 /// It keeps one ``FileFetcher`` per content (sha256) in the process, links verified blobs
 /// into `wan22/<model>/`, reports status from disk and from live fetches, and checks space
 /// before downloading.
-public final class CacheEngine: @unchecked Sendable {
+public final class CacheEngine: Sendable {
     /// Tunables, from the configuration.
     public struct Settings: Sendable {
         /// Fetch granularity for files without chunk digests.

@@ -90,6 +90,9 @@ public final class FetchTicket: Sendable {
 /// jobs wait in the queue and that many workers are stuck, extra workers are started (up to
 /// ``maxThreads``), so one slow origin cannot hold up the files of the others. Extra workers
 /// leave once the stuck jobs end or the queue is empty.
+///
+/// `@unchecked Sendable`: its queues and counts are guarded by `condition`, a condition
+/// variable (which `Mutex` cannot wait on).
 public final class FetchScheduler: @unchecked Sendable {
     private let condition = NSCondition()
     private var queues: [[FetchTicket]] = Array(repeating: [], count: FetchPriority.allCases.count)

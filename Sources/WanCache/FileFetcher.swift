@@ -86,7 +86,7 @@ public final class FileFetcher: Sendable {
     /// Serializes the fetch jobs' writes into the partial file. ext4 holds the inode lock
     /// through every buffered write anyway; eight jobs contending for it in the kernel spun
     /// (rwsem_spin_on_owner was 4-5% of a cold read's CPU), waiting here sleeps.
-    private let writeLock = NSLock()
+    private let writeLock = WriteLock()
 
     var blobPath: String { root.resolver.blobPath(sha256: content.sha256) }
 

@@ -3,6 +3,8 @@ import Foundation
 /// A value behind one lock, with a condition to wait on. The fetcher keeps all of its state
 /// that must change together in one such value; waiting for it to change is part of the same
 /// lock, so no wake-up is ever missed between a check and the wait.
+/// `@unchecked Sendable`: the value is only reached under `condition`, a condition variable
+/// (which `Mutex` cannot wait on).
 final class Guarded<Value>: @unchecked Sendable {
     private let condition = NSCondition()
     private var value: Value

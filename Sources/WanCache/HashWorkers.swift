@@ -10,6 +10,9 @@ import WanSystem
 /// cores a cold read through the mount measured 17% of its CPU in libcrypto. The work is the
 /// same; it no longer delays the reader. Waiters that do need it (`ensure`, `verify=strict`)
 /// get it as soon as the CPU is free.
+///
+/// `@unchecked Sendable`: its state is guarded by `condition`, a condition variable (which
+/// `Mutex` cannot wait on).
 public final class HashWorkers: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [@Sendable () -> Void] = []

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 import WanCore
 import WanSystem
@@ -20,22 +21,22 @@ public final class LockManager: Sendable {
     public enum Mode: Sendable { case shared, exclusive }
 
     /// A held lock; released by `release()` or when the value is dropped.
-    public final class Lock: @unchecked Sendable {
-        private var descriptor: FileDescriptor?
+    public final class Lock: Sendable {
+        /// Taken out by the first `release()`: two threads releasing at once close it once.
+        private let descriptor: Mutex<FileDescriptor?>
         public let name: String
         public let mode: Mode
 
         init(descriptor: FileDescriptor, name: String, mode: Mode) {
-            self.descriptor = descriptor
+            self.descriptor = Mutex(descriptor)
             self.name = name
             self.mode = mode
         }
 
         public func release() {
-            guard let descriptor else { return }
+            guard let descriptor = self.descriptor.withLock({ held in defer { held = nil }; return held }) else { return }
             try? descriptor.unlock()   // closing drops the lock anyway
             descriptor.close()
-            self.descriptor = nil
         }
 
         deinit { release() }

@@ -9,7 +9,7 @@ import WanSystem
 /// One mount from start to clean exit: checks, the cache engine, the filesystem, the FUSE
 /// session, readiness, and on SIGTERM or `umount` a shutdown that keeps every byte fetched
 /// so far (partial files are synced and their maps recorded).
-public final class Mounter: @unchecked Sendable {
+public final class Mounter: Sendable {
     public let options: MountOptions
     public let config: OrchestratorConfig
     public let registry: ModelRegistry

@@ -9,7 +9,7 @@ import WanSystem
 /// The filesystem itself, independent of FUSE: a read-only view of the manifest whose files
 /// are fetched on demand through the cache engine. The FUSE adapter (``FuseSession``) only
 /// translates kernel requests to these calls; tests call them directly.
-public final class WanFileSystem: @unchecked Sendable {
+public final class WanFileSystem: Sendable {
     /// A file's or directory's attributes.
     public struct Attributes: Sendable, Equatable {
         public let ino: UInt64

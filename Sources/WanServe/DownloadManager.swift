@@ -69,8 +69,10 @@ struct DownloadSnapshot: Sendable {
 /// shared MODELS_ROOT, so pausing one stops exactly its transfers; everything else (locks,
 /// partial files, the state database) is shared with the CLI and the mount as usual.
 final class DownloadManager: Sendable {
-    /// One download. Mutable fields are guarded by the manager's lock.
-    private final class Job: @unchecked Sendable {
+    /// One download: a value in the manager's state, changed only under its lock. A run of it
+    /// (a thread) is known by its cancellation token: a run changes the job only while the
+    /// job's `cancel` is still its token.
+    private struct Job {
         let id: String
         let key: String
         let spec: ModelSpec
@@ -179,7 +181,7 @@ final class DownloadManager: Sendable {
                                details: ["download_id": existing.id, "status": existing.status.rawValue])
             }
             s.sequence += 1
-            let job = Job(spec: spec, key: key, priority: priority, bandwidth: bandwidth, maxRetries: maxRetries, sequence: s.sequence)
+            var job = Job(spec: spec, key: key, priority: priority, bandwidth: bandwidth, maxRetries: maxRetries, sequence: s.sequence)
             job.bytesDone = present
             s.jobs[key] = job
         }
@@ -200,7 +202,7 @@ final class DownloadManager: Sendable {
     /// Puts a paused (or failed) download back in the queue; it fetches only what is missing.
     func resume(_ key: String) throws -> DownloadSnapshot {
         try state.withLock { s in
-            guard let job = s.jobs[key], job.status == .paused || job.status == .failed else {
+            guard var job = s.jobs[key], job.status == .paused || job.status == .failed else {
                 throw APIError(.conflict, code: "CONFLICT", message: "\(key) has no paused download to resume",
                                details: ["status": s.jobs[key]?.status.rawValue ?? "NONE"])
             }
@@ -208,6 +210,7 @@ final class DownloadManager: Sendable {
             job.error = nil
             s.sequence += 1
             job.sequence = s.sequence
+            s.jobs[key] = job
         }
         publishProgress(key, force: true)
         startQueued()
@@ -226,12 +229,13 @@ final class DownloadManager: Sendable {
         return try require(key)
     }
 
-    private func activeJob(_ key: String, _ change: (Job) -> Void) throws {
+    private func activeJob(_ key: String, _ change: (inout Job) -> Void) throws {
         try state.withLock { s in
-            guard let job = s.jobs[key], job.status.isActive else {
+            guard var job = s.jobs[key], job.status.isActive else {
                 throw APIError(.conflict, code: "CONFLICT", message: "\(key) has no queued, running or paused download")
             }
-            change(job)
+            change(&job)
+            s.jobs[key] = job
         }
     }
 
@@ -242,7 +246,7 @@ final class DownloadManager: Sendable {
 
     private func stop(_ key: String, as final: DownloadStatus, allowedFrom: Set<DownloadStatus>) async throws -> DownloadSnapshot {
         let (running, engine) = try state.withLock { s -> (Bool, CacheEngine?) in
-            guard let job = s.jobs[key], allowedFrom.contains(job.status) else {
+            guard var job = s.jobs[key], allowedFrom.contains(job.status) else {
                 throw APIError(.conflict, code: "CONFLICT",
                                message: "\(key) has no download to \(final == .paused ? "pause" : "cancel")",
                                details: ["status": s.jobs[key]?.status.rawValue ?? "NONE"])
@@ -250,6 +254,7 @@ final class DownloadManager: Sendable {
             job.status = final
             job.samples = []
             job.cancel?.cancel()
+            s.jobs[key] = job
             return (job.cancel != nil, job.engine)
         }
         if let engine {   // outside the lock, on the blocking pool: it syncs partial files
@@ -271,11 +276,13 @@ final class DownloadManager: Sendable {
     func shutdown() {
         let engines = state.withLock { s in
             s.maxConcurrent = 0
-            return s.jobs.values.filter { $0.cancel != nil }.compactMap { job -> CacheEngine? in
-                job.status = .paused
-                job.cancel?.cancel()
-                return job.engine
+            var engines: [CacheEngine] = []
+            for key in s.jobs.keys where s.jobs[key]?.cancel != nil {
+                s.jobs[key]?.status = .paused
+                s.jobs[key]?.cancel?.cancel()
+                if let engine = s.jobs[key]?.engine { engines.append(engine) }
             }
+            return engines
         }
         for engine in engines { engine.shutdown(cancellingTransfers: true) }   // outside the lock: it syncs partial files
     }
@@ -284,66 +291,67 @@ final class DownloadManager: Sendable {
 
     /// Starts queued downloads, highest priority first, while slots are free.
     private func startQueued() {
-        let toStart: [Job] = state.withLock { s in
+        let toStart: [(key: String, spec: ModelSpec, limiter: BandwidthLimiter, token: CancellationToken)] = state.withLock { s in
             let running = s.jobs.values.filter { $0.cancel != nil }.count
             let free = max(0, s.maxConcurrent - running)   // 0 once shut down
             // A job whose previous run is still winding down (paused, then resumed at once)
             // starts when that run ends: its thread calls startQueued last.
-            let next = Self.queue(s).compactMap { s.jobs[$0] }.filter { $0.cancel == nil }.prefix(free)
-            for job in next {
+            let next = Self.queue(s).filter { s.jobs[$0]?.cancel == nil }.prefix(free)
+            return next.compactMap { key in
+                guard var job = s.jobs[key] else { return nil }
+                let token = CancellationToken()
                 job.status = .downloading
-                job.cancel = CancellationToken()
+                job.cancel = token
                 job.samples = []
                 job.startedAt = Date()
+                s.jobs[key] = job
+                return (key, job.spec, job.limiter, token)
             }
-            return Array(next)
         }
-        for job in toStart {
-            publishProgress(job.key, force: true)
-            Thread.detachNewThread { [self] in run(job) }
+        for run in toStart {
+            publishProgress(run.key, force: true)
+            Thread.detachNewThread { [self] in self.run(run.key, spec: run.spec, limiter: run.limiter, token: run.token) }
         }
     }
 
     /// One run of a download on its own thread: ensure the model (retrying up to
     /// `max_retries` times, each retry resuming), unless paused or cancelled meanwhile.
-    private func run(_ job: Job) {
-        let token = state.withLock { _ in job.cancel } ?? CancellationToken()
+    private func run(_ key: String, spec: ModelSpec, limiter: BandwidthLimiter, token: CancellationToken) {
         var outcome: (DownloadStatus, String?) = (.failed, nil)
         var attempt = 0
         while !token.isCancelled {
             do {
-                let runEngine = try CacheEngine(config: engine.config, registry: engine.registry, settings: engine.settings, limiter: job.limiter)
-                let stillWanted = state.withLock { _ -> Bool in
+                let runEngine = try CacheEngine(config: engine.config, registry: engine.registry, settings: engine.settings, limiter: limiter)
+                let stillWanted = withRun(key, token) { job -> Bool in
                     guard !token.isCancelled else { return false }
                     job.engine = runEngine
                     return true
-                }
+                } ?? false
                 guard stillWanted else { break }
                 defer {
                     runEngine.shutdown(cancellingTransfers: true)
-                    state.withLock { _ in if job.engine === runEngine { job.engine = nil } }
+                    _ = withRun(key, token) { job in if job.engine === runEngine { job.engine = nil } }
                 }
-                try runEngine.ensure(job.spec, cancel: token) { [self] done, total in progressed(job, done: done, total: total) }
+                try runEngine.ensure(spec, cancel: token) { [self] done, total in progressed(key, token, done: done, total: total) }
                 outcome = (.completed, nil)
                 break
             } catch {
                 if token.isCancelled { break }
                 let message = (error as? any CodedError).map { "\($0.code.rawValue): \($0)" } ?? "\(error)"
                 attempt += 1
-                let retry = state.withLock { _ -> Bool in
+                let retry = withRun(key, token) { job -> Bool in
                     job.error = message
                     guard attempt <= job.maxRetries else { return false }
                     job.retryCount = attempt
                     return true
-                }
+                } ?? false
                 outcome = (.failed, message)
                 guard retry else { break }
                 let until = Date().addingTimeInterval(min(30, Double(attempt)))   // a pause cuts the backoff short
                 while !token.isCancelled && Date() < until { Thread.sleep(forTimeInterval: 0.1) }
             }
         }
-        let finished = state.withLock { _ -> Bool in
-            guard job.cancel === token else { return false }   // never clobber another run's state
+        let finished = withRun(key, token) { job -> Bool in   // never another run's state
             job.cancel = nil
             job.engine = nil
             guard job.status == .downloading else { return false }   // paused or cancelled meanwhile
@@ -351,13 +359,22 @@ final class DownloadManager: Sendable {
             job.error = outcome.1
             if outcome.0 == .completed { job.bytesDone = job.bytesTotal }
             return true
-        }
-        if finished { publishProgress(job.key, force: true) }
+        } ?? false
+        if finished { publishProgress(key, force: true) }
         startQueued()
     }
 
-    private func progressed(_ job: Job, done: Int64, total: Int64) {
-        let publish = state.withLock { _ -> Bool in
+    /// Changes the job under `key` if `token`'s run is still its current one (nil otherwise).
+    private func withRun<T>(_ key: String, _ token: CancellationToken, _ change: (inout Job) -> T) -> T? {
+        state.withLock { s in
+            guard var job = s.jobs[key], job.cancel === token else { return nil }
+            defer { s.jobs[key] = job }
+            return change(&job)
+        }
+    }
+
+    private func progressed(_ key: String, _ token: CancellationToken, done: Int64, total: Int64) {
+        let publish = withRun(key, token) { job -> Bool in
             let now = Date()
             job.bytesDone = done
             job.bytesTotal = total
@@ -366,8 +383,8 @@ final class DownloadManager: Sendable {
             guard now.timeIntervalSince(job.lastEvent) >= 1 else { return false }
             job.lastEvent = now
             return true
-        }
-        if publish { publishProgress(job.key) }
+        } ?? false
+        if publish { publishProgress(key) }
     }
 
     // MARK: - Events

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WanSources
 import WanSystem
@@ -77,11 +78,10 @@ private final class RecordingSink {
     let descriptor: FileDescriptor
     let sink: BlockSink
     private let log: Log
-    var reports: [(range: Range<Int64>, digest: String?)] { log.reports }
+    var reports: [(range: Range<Int64>, digest: String?)] { log.entries.withLock { $0.reports } }
 
-    private final class Log {
-        var reports: [(range: Range<Int64>, digest: String?)] = []
-        var reject: Range<Int64>?
+    private final class Log: Sendable {
+        let entries = Mutex<(reports: [(range: Range<Int64>, digest: String?)], reject: Range<Int64>?)>(([], nil))
     }
 
     /// - Parameter rejectFirstReportOf: the first report of this block throws, as a chunk that
@@ -90,14 +90,16 @@ private final class RecordingSink {
         scratch = try Scratch("wan-blocksink")
         descriptor = try FileDescriptor.open(scratch.path + "/partial", .readWrite, create: true)
         let log = Log()
-        log.reject = rejected
+        log.entries.withLock { $0.reject = rejected }
         self.log = log
         sink = BlockSink(FileSink(descriptor), span: span, blockSize: 4096, digestBlocks: true) { range, _, digest in
-            log.reports.append((range, digest))
-            if range == log.reject {
-                log.reject = nil
-                throw SourceError(.corrupt, source: "test", message: "chunk does not match its digest")
+            let rejectNow = log.entries.withLock { entries -> Bool in
+                entries.reports.append((range, digest))
+                guard range == entries.reject else { return false }
+                entries.reject = nil
+                return true
             }
+            if rejectNow { throw SourceError(.corrupt, source: "test", message: "chunk does not match its digest") }
         }
     }
 

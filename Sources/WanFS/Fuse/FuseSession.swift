@@ -1,5 +1,6 @@
 import CFuse
 import Foundation
+import Synchronization
 import Glibc
 import Logging
 import WanSystem
@@ -10,9 +11,12 @@ import WanSystem
 ///
 /// Requests are served by libfuse's multi-threaded loop; a read that waits for the network
 /// blocks only its own worker thread.
+///
+/// `@unchecked Sendable`: it holds libfuse's session pointer, which libfuse itself makes safe
+/// to use from its worker threads; whether it is mounted is behind a `Mutex`.
 public final class FuseSession: @unchecked Sendable {
     /// What travels through `fuse_req_userdata`.
-    final class Context: @unchecked Sendable {
+    final class Context: Sendable {
         let fs: WanFileSystem
         let maxRead: Int
         let logger: Logger
@@ -25,9 +29,10 @@ public final class FuseSession: @unchecked Sendable {
 
     public let mountpoint: String
     private let context: Context
-    private var session: OpaquePointer?
-    private var mounted = false
-    private let unmountLock = NSLock()
+    private let session: OpaquePointer?
+    /// Whether mounted: unmounting and invalidating the kernel's cache take it, so neither
+    /// uses a session the other is tearing down.
+    private let mounted = Mutex(false)
     private var signalSources: [any DispatchSourceSignal] = []
 
     /// Seconds the kernel may cache names and attributes (the tree is static for the mount's life).
@@ -66,15 +71,15 @@ public final class FuseSession: @unchecked Sendable {
 
     /// Drops the kernel's cached pages of these inodes (while mounted).
     private func invalidateKernelCache(_ inodes: [UInt64]) {
-        unmountLock.lock()
-        defer { unmountLock.unlock() }
-        guard mounted, let session else { return }
-        for ino in inodes { _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(ino), 0, 0) }
+        mounted.withLock { mounted in
+            guard mounted, let session else { return }
+            for ino in inodes { _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(ino), 0, 0) }
+        }
     }
 
     deinit {
         if let session {
-            if mounted { fuse_session_unmount(session) }
+            if mounted.withLock({ $0 }) { fuse_session_unmount(session) }
             fuse_session_destroy(session)
         }
     }
@@ -85,7 +90,7 @@ public final class FuseSession: @unchecked Sendable {
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw FSError(EIO, "cannot mount at \(mountpoint) (is /dev/fuse usable, and the mountpoint an empty directory not already mounted?)")
         }
-        mounted = true
+        mounted.withLock { $0 = true }
         stopOnSignals([SIGTERM, SIGINT, SIGHUP])
     }
 
@@ -107,12 +112,12 @@ public final class FuseSession: @unchecked Sendable {
 
     /// Ends the loop from any thread: the kernel drops the connection, every worker returns.
     public func unmount() {
-        unmountLock.lock()
-        defer { unmountLock.unlock() }
-        guard mounted, let session else { return }
-        fuse_session_exit(session)
-        fuse_session_unmount(session)
-        mounted = false
+        mounted.withLock { mounted in
+            guard mounted, let session else { return }
+            fuse_session_exit(session)
+            fuse_session_unmount(session)
+            mounted = false
+        }
     }
 
     /// Serves requests until the filesystem is unmounted or a signal ends the loop; then unmounts.

@@ -1,12 +1,18 @@
 import Foundation
+import Synchronization
 import WanCore
 
 /// Where a command's results go: JSON on stdout with `--json`, human text on stderr.
 /// Known secret values are scrubbed from everything printed.
-final class Output: @unchecked Sendable {
+final class Output: Sendable {
     let json: Bool
+    private let scrubbed = Mutex<[String]>([])
+
     /// Secret values to scrub (set once the config is loaded).
-    var secrets: [String] = []
+    var secrets: [String] {
+        get { scrubbed.withLock { $0 } }
+        set { scrubbed.withLock { $0 = newValue } }
+    }
 
     init(json: Bool) {
         self.json = json
