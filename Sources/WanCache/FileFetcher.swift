@@ -678,8 +678,11 @@ public final class FileFetcher: Sendable {
                                          outcome: "corrupt", error: mismatch.description))
         guarded.withLock(notify: true) { s in
             s.hashing = false
-            guard s.generation == generation else { return }
+            // The culprits served bad bytes of this content whatever happened since: a thread
+            // that found the partial file moved (by the rename above) may have started the next
+            // generation already, and it must not ask them again.
             for culprit in culprits { s.excluded[culprit] = now.addingTimeInterval(coolDown) }
+            guard s.generation == generation else { return }
             if let moveFailure { s.localFailure = (moveFailure, now) }
             resetGeneration(&s)
             if giveUp {
