@@ -27,11 +27,52 @@ public struct MountDescription: Codable, Sendable, Equatable {
     /// Whether files still being fetched are opened for direct I/O (`direct_io=auto` and the
     /// kernel allows mmap of such opens). nil from a mount of a version that did not say.
     public var directIO: Bool? = nil
+    /// The manifest reloads (SIGHUP, `wan models reload`). nil from a mount of a version
+    /// that could not reload.
+    public var reloads: ReloadRecord? = nil
 
     enum CodingKeys: String, CodingKey {
         case modelsRoot = "models_root"
         case manifest, mountpoint, pid, verify, started, passthrough
         case directIO = "direct_io"
+        case reloads
+    }
+}
+
+/// What the manifest reloads of a mount did: how many were applied and refused, and the last
+/// one's outcome.
+public struct ReloadRecord: Codable, Sendable, Equatable {
+    /// Reloads applied.
+    public var applied = 0
+    /// Reloads refused (the manifest did not load; the mount kept the one it had).
+    public var refused = 0
+    public var last: Date?
+    /// Why the last reload was refused; nil when it was applied (or none happened).
+    public var lastError: String?
+    /// Models the manifest in use names.
+    public var models: Int?
+
+    public init() {}
+
+    mutating func recordApplied(models count: Int) {
+        applied += 1
+        last = Date()
+        lastError = nil
+        models = count
+    }
+
+    mutating func recordRefused(_ reason: String) {
+        refused += 1
+        last = Date()
+        lastError = reason
+    }
+
+    /// Every reload so far, applied or refused.
+    public var total: Int { applied + refused }
+
+    enum CodingKeys: String, CodingKey {
+        case applied, refused, last, models
+        case lastError = "last_error"
     }
 }
 

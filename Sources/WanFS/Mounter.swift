@@ -100,7 +100,9 @@ public final class Mounter: Sendable {
             ready("the mount at \(mountpoint) did not answer within 20 s")
         }
         let gc = startGarbageCollection(engine)
+        let reloads = reloadOnHangup(fs, session)
         let status = session.run()
+        reloads.cancel()
         gc?.cancel()
         fs.shutdown()
         engine.shutdown()
@@ -111,6 +113,31 @@ public final class Mounter: Sendable {
         }
         logger.info("unmounted \(options.mountpoint)")
         return status
+    }
+
+    /// SIGHUP (`wan models reload`) reads the manifest again and shows it: new models appear,
+    /// removed ones leave the listings (open files keep working), changed files are new files
+    /// for new opens. A manifest that does not load is refused: logged, recorded in
+    /// `status.json`, and the mount keeps the one it has.
+    private func reloadOnHangup(_ fs: WanFileSystem, _ session: FuseSession) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "wan-reload"))
+        let (path, logger) = (config.manifestPath, self.logger)
+        source.setEventHandler {
+            do {
+                let registry = try ModelRegistry(manifestPath: path)
+                let before = Set(fs.registry.listModels())
+                let detached = fs.reload(registry)
+                session.invalidateEntries(detached)
+                let after = Set(registry.listModels())
+                logger.info("manifest reloaded from \(path): \(after.count) models (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed, \(detached.count) names detached)")
+            } catch {
+                fs.reloadRefused((error as? any CodedError).map { "[\($0.code.rawValue)] \($0)" } ?? "\(error)")
+                logger.error("manifest reload refused, the mount keeps the manifest it has: \(error)")
+            }
+        }
+        source.resume()
+        return source
     }
 
     /// With `cache_max`, keeps MODELS_ROOT under it (LRU, pins and open models respected): at

@@ -66,7 +66,10 @@ public final class WanFileSystem: Sendable {
 
     public let engine: CacheEngine
     public let settings: Settings
-    let table: InodeTable
+    /// The tree and the manifest it was built from; replaced whole by ``reload(_:)``.
+    private let current: Mutex<(table: InodeTable, registry: ModelRegistry)>
+    /// The manifest reloads so far (for `status.json` and `wan models reload`).
+    private let reloads = Mutex(ReloadRecord())
     let usage: UsageRecorder
     private let handles = Mutex<[UInt64: Handle]>([:])
     private let nextHandle = Atomic<UInt64>(1)
@@ -83,12 +86,38 @@ public final class WanFileSystem: Sendable {
     public init(engine: CacheEngine, settings: Settings = Settings()) {
         self.engine = engine
         self.settings = settings
-        self.table = InodeTable(registry: engine.registry)
+        self.current = Mutex((InodeTable(registry: engine.registry), engine.registry))
         self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint)
     }
 
     /// Flushes usage counts and releases model locks (unmount).
     public func shutdown() { usage.stop() }
+
+    /// The tree now (a value: a caller holds one consistent tree for its whole request).
+    var table: InodeTable { current.withLock { $0.table } }
+
+    /// The manifest the tree shows now.
+    public var registry: ModelRegistry { current.withLock { $0.registry } }
+
+    /// Shows `registry` from now on: new models appear, removed ones leave the listings, a
+    /// path whose content changed is a new file (a new inode) for new opens. Handles open
+    /// under the old tree keep reading their files. Returns the entries the kernel must drop
+    /// from its cache (names gone or now another inode).
+    public func reload(_ registry: ModelRegistry) -> [(parent: UInt64, name: String)] {
+        let detached = current.withLock { current -> [(parent: UInt64, name: String)] in
+            let table = InodeTable(registry: registry, reusing: current.table)
+            current = (table, registry)
+            return table.detached
+        }
+        reloads.withLock { $0.recordApplied(models: registry.listModels().count) }
+        return detached
+    }
+
+    /// Records a reload the daemon refused (the manifest did not load): the mount keeps the
+    /// manifest it has, and `status.json` says why.
+    public func reloadRefused(_ reason: String) {
+        reloads.withLock { $0.recordRefused(reason) }
+    }
 
     /// The inodes of every file with this content (several models or variants may share it).
     public func inodes(ofContent sha256: String) -> [UInt64] {
@@ -103,18 +132,20 @@ public final class WanFileSystem: Sendable {
     // MARK: - Names and attributes (no network)
 
     public func lookup(parent: UInt64, name: String) throws(FSError) -> Attributes {
+        let table = self.table
         guard let directory = table.node(parent) else { throw .notFound }
         guard case .directory = directory.kind else { throw .notDirectory }
         guard let node = table.child(of: parent, named: name) else { throw .notFound }
-        return attributes(of: node)
+        return attributes(of: node, in: table)
     }
 
     public func attributes(_ ino: UInt64) throws(FSError) -> Attributes {
+        let table = self.table
         guard let node = table.node(ino) else { throw .notFound }
-        return attributes(of: node)
+        return attributes(of: node, in: table)
     }
 
-    private func attributes(of node: InodeTable.Node) -> Attributes {
+    private func attributes(of node: InodeTable.Node, in table: InodeTable) -> Attributes {
         switch node.kind {
         case .directory:
             let subdirectories = node.children.values.filter { if case .directory = table.node($0)?.kind { true } else { false } }.count
@@ -128,9 +159,10 @@ public final class WanFileSystem: Sendable {
 
     /// A directory's entries (without `.` and `..`), sorted.
     public func list(_ ino: UInt64) throws(FSError) -> [(name: String, attributes: Attributes)] {
+        let table = self.table
         guard let node = table.node(ino) else { throw .notFound }
         guard case .directory = node.kind else { throw .notDirectory }
-        return node.order.compactMap { name in node.children[name].flatMap(table.node).map { (name, attributes(of: $0)) } }
+        return node.order.compactMap { name in node.children[name].flatMap(table.node).map { (name, attributes(of: $0, in: table)) } }
     }
 
     // MARK: - Open, read, release
@@ -250,6 +282,7 @@ public final class WanFileSystem: Sendable {
     public static let attributeNames = ["user.wan.state", "user.wan.bytes_present", "user.wan.sha256", "user.wan.source"]
 
     public func extendedAttributeNames(_ ino: UInt64) throws(FSError) -> [String] {
+        let table = self.table
         guard let node = table.node(ino) else { throw .notFound }
         switch node.kind {
         case .file: return Self.attributeNames
@@ -293,9 +326,9 @@ public final class WanFileSystem: Sendable {
     // MARK: - Generated files
 
     var description: MountDescription {
-        MountDescription(modelsRoot: engine.resolver.modelsRoot, manifest: engine.registry.manifestPath,
+        MountDescription(modelsRoot: engine.resolver.modelsRoot, manifest: registry.manifestPath,
                          mountpoint: settings.mountpoint, pid: getpid(), verify: engine.settings.verifyMode.rawValue, started: started,
-                         passthrough: servesFromBlobs, directIO: opensPartialFilesDirect)
+                         passthrough: servesFromBlobs, directIO: opensPartialFilesDirect, reloads: reloads.withLock { $0 })
     }
 
     private func generate(_ file: ControlFile) -> [UInt8] {
@@ -308,7 +341,7 @@ public final class WanFileSystem: Sendable {
             data = try? encoder.encode(description)
         case .status:
             var models: [ModelStatus] = []
-            for model in engine.registry.manifest.models {
+            for model in registry.manifest.models {
                 for variant in model.variants.isEmpty ? [nil] : model.variants.map(Optional.some) {
                     if let status = try? engine.status(model.narrowed(to: variant)) { models.append(status) }
                 }

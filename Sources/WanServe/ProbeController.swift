@@ -18,7 +18,7 @@ struct ProbeController: Controller {
         routes.get("health/models") { _, _ in try await healthOfAllModels().answer }
         routes.get("health/models/:model_id") { request, context in
             let id = try context.parameters.require("model_id")
-            return try await catalog.respond(to: request, context: context) { try healthModels(id).answer }
+            return try await catalog.respond(to: request, context: context) { try healthModels(id).readiness }
         }
         if config.enableMetrics {
             routes.get("metrics") { request, context in try await catalog.respond(to: request, context: context) { try metrics() } }
@@ -44,6 +44,9 @@ struct ProbeController: Controller {
 
         /// 503 when unhealthy: a readiness probe reads the status code.
         var answer: EditedResponse<HealthReport> { with(status: status == "unhealthy" ? .serviceUnavailable : .ok) }
+        /// One model's readiness: 200 only when it is complete and verified, 503 otherwise (its
+        /// state in the body), so an orchestrator's probe can wait for it.
+        var readiness: EditedResponse<HealthReport> { with(status: status == "healthy" ? .ok : .serviceUnavailable) }
     }
 
     /// 200 `healthy` (every model complete) or `degraded`; 503 `unhealthy` when MODELS_ROOT

@@ -14,6 +14,9 @@ import WanTestSupport
         var entry = try #require((try health.json()["models"] as? [String: Any])?["srv@1.0"] as? [String: Any])
         #expect(entry["state"] as? String == "NOT_PRESENT" && entry["health_status"] as? String == "missing")
         #expect(try health.json()["status"] as? String == "degraded")
+        let notReady = try server.get("/health/models/srv@1.0")
+        #expect(notReady.status == 503, "one model's readiness: 503 until it is complete")
+        #expect(((try notReady.json()["models"] as? [String: Any])?["srv@1.0"] as? [String: Any])?["state"] as? String == "NOT_PRESENT")
         var detail = try server.get("/api/v1/models/status/detailed/srv@1.0").json()
         #expect(detail["availability_status"] as? String == "missing" && detail["is_available"] as? Bool == false)
 
@@ -21,6 +24,7 @@ import WanTestSupport
         #expect(ensure.status == 0, "\(ensure.stderr)")
 
         health = try server.get("/health/models/srv@1.0")
+        #expect(health.status == 200)
         entry = try #require((try health.json()["models"] as? [String: Any])?["srv@1.0"] as? [String: Any])
         #expect(entry["state"] as? String == "COMPLETE" && entry["health_status"] as? String == "healthy")
         let report = try server.get("/api/v1/models/status/detailed").json()

@@ -347,6 +347,69 @@ import WanTestSupport
         try mount.unmount()
     }
 
+    /// `wan models wait --mount`: an init container waits on the live mount, and returns once a
+    /// reader of the mount has made the model complete.
+    @Test func waitOnTheMountReturnsOnceAReaderCompletedTheModel() throws {
+        let (mount, model, _) = try Self.nginxModel("ready", sizes: [("w.bin", 2 << 20)])
+        let early = try mount.wan(["models", "wait", "ready@1.0", "--mount", mount.mountpoint, "--timeout", "0.3"])
+        #expect(early.status == 1 && early.json["outcome"] as? String == "timeout", "nothing read yet: \(early.json)")
+        #expect(try mount.wan(["models", "wait", "nope@1.0", "--mount", mount.mountpoint, "--timeout", "1"]).status == 2)
+        #expect(try readFile(mount.path("ready@1.0", "w.bin")).get() == model.files[0].data)
+        let done = try mount.wan(["models", "wait", "ready@1.0", "--mount", mount.mountpoint, "--timeout", "30", "--interval", "0.1"])
+        #expect(done.status == 0 && done.json["outcome"] as? String == "reached", "\(done.json)")
+        try mount.unmount()
+    }
+
+    /// `wan models reload` (SIGHUP): a model added appears, a model removed leaves the
+    /// listings while a file open under it keeps reading, a file whose content changed is a new
+    /// inode for new opens (an old descriptor keeps the old bytes), unchanged paths keep their
+    /// inodes; a manifest that does not load is refused and the mount keeps the one it had.
+    @Test func aReloadedManifestChangesTheTreeWithoutBreakingOpenFiles() throws {
+        let prefix = TestServers.uniqueName("reload")
+        let http = try TestServers.value("WAN_TEST_HTTP")
+        let a = ModelFixture(modelID: "ra@1.0", sizes: [("w.bin", 3 << 20)], seed: 201)
+        let b = ModelFixture(modelID: "rb@1.0", sizes: [("y.bin", 1 << 20)], seed: 202)
+        let c1 = ModelFixture(modelID: "rc@1.0", sizes: [("x.bin", 1 << 20)], seed: 203)
+        let c2 = ModelFixture(modelID: "rc@1.0", sizes: [("x.bin", 1 << 20)], seed: 204)   // same path, other content
+        for (folder, model) in [("a", a), ("b", b), ("c1", c1), ("c2", c2)] {
+            for file in model.files { try TestServers.putHTTP("\(prefix)/\(folder)/\(file.path)", file.data) }
+        }
+        let mount = try MountFixture(manifest: ModelFixture.manifest([a.manifestEntry(sources: ["\(http)/\(prefix)/a"]),
+                                                                      c1.manifestEntry(sources: ["\(http)/\(prefix)/c1"])]))
+        try mount.mount()
+        let aFile = mount.path("ra@1.0", "w.bin"), cFile = mount.path("rc@1.0", "x.bin")
+        let openA = try #require(FileHandle(forReadingAtPath: aFile))
+        let openC = try #require(FileHandle(forReadingAtPath: cFile))
+        #expect(try openA.read(upToCount: 1 << 20) == a.files[0].data.prefix(1 << 20))
+        let inodes = (c: try inode(cFile), cDirectory: try inode(mount.mountpoint + "/rc@1.0"))
+
+        try ModelFixture.manifest([b.manifestEntry(sources: ["\(http)/\(prefix)/b"]), c2.manifestEntry(sources: ["\(http)/\(prefix)/c2"])])
+            .write(toFile: mount.manifest, atomically: true, encoding: .utf8)
+        let reload = try mount.wan(["models", "reload", "--mount", mount.mountpoint])
+        #expect(reload.status == 0 && reload.json["ok"] as? Bool == true && reload.json["models"] as? Int == 2, "\(reload.json)")
+
+        let listed = try FileManager.default.contentsOfDirectory(atPath: mount.mountpoint).filter { !$0.hasPrefix(".") }.sorted()
+        #expect(listed == ["rb@1.0", "rc@1.0"])
+        #expect(!FileManager.default.fileExists(atPath: aFile), "a removed model's files are gone for new lookups")
+        #expect(try openA.readToEnd() == a.files[0].data.dropFirst(1 << 20), "a file open before the reload reads on")
+        #expect(try readFile(mount.path("rb@1.0", "y.bin")).get() == b.files[0].data, "an added model is served")
+        #expect(try readFile(cFile).get() == c2.files[0].data, "a changed file is the new content for new opens")
+        #expect(try inode(cFile) != inodes.c)
+        #expect(try inode(mount.mountpoint + "/rc@1.0") == inodes.cDirectory, "unchanged paths keep their inodes")
+        #expect(try openC.readToEnd() == c1.files[0].data, "a descriptor opened before keeps the content it opened")
+
+        try "schema_version = 1\n[models.\"broken\n".write(toFile: mount.manifest, atomically: true, encoding: .utf8)
+        let refused = try mount.wan(["models", "reload", "--mount", mount.mountpoint])
+        #expect(refused.status == 1 && refused.json["ok"] as? Bool == false && (refused.json["error"] as? String ?? "").contains("MANIFEST"),
+                "\(refused.json)")
+        let reloads = try #require((try mount.mountInfo())["reloads"] as? [String: Any])
+        #expect(reloads["applied"] as? Int == 1 && reloads["refused"] as? Int == 1 && reloads["last_error"] is String)
+        #expect(try readFile(mount.path("rb@1.0", "y.bin")).get() == b.files[0].data, "the mount keeps the manifest it had")
+        try openA.close()
+        try openC.close()
+        try mount.unmount()
+    }
+
     @Test func killNineOfTheDaemonAndARemountKeepPartialProgress() throws {
         let prefix = TestServers.uniqueName("kill9")
         let model = ModelFixture(modelID: "k9@1.0", sizes: [("big.bin", 48 << 20)], chunkSize: 1 << 20, seed: 13)
@@ -453,6 +516,11 @@ import WanTestSupport
 }
 
 /// A `user.*` extended attribute through the mount, as `getfattr` reads it (nil when absent).
+/// The inode number of `path` (stat).
+func inode(_ path: String) throws -> UInt64? {
+    (try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? NSNumber)?.uint64Value
+}
+
 func xattr(_ path: String, _ name: String) throws -> String? {
     let result = try Shell.run("/usr/bin/python3", ["-c", "import os, sys; sys.stdout.write(os.getxattr(sys.argv[1], sys.argv[2]).decode())", path, name])
     return result.status == 0 ? result.output : nil

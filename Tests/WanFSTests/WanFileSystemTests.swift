@@ -32,6 +32,54 @@ import WanTestSupport
         return Setup(dir: dir, model: model, fs: WanFileSystem(engine: engine))
     }
 
+    /// A reloaded manifest: the same paths with the same content keep their inodes, changed
+    /// and removed names are detached (and reported for the kernel), new ones get new inodes,
+    /// and a handle opened before keeps reading.
+    @Test func aReloadKeepsTheInodesOfUnchangedPaths() throws {
+        let s = try Self.setup()
+        let model = try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0")
+        let unet = try s.fs.lookup(parent: model.ino, name: "unet")
+        let weights = try s.fs.lookup(parent: unet.ino, name: "w.safetensors")
+        let config = try s.fs.lookup(parent: unet.ino, name: "config.json")
+        let handle = try s.fs.open(config.ino, flags: O_RDONLY).handle
+
+        // config.json changes content, model_index.json goes, a new model arrives.
+        let changed = ModelFixture(modelID: "fs@1.0", sizes: [("unet/config.json", 60)], seed: 99).files[0]
+        let other = ModelFixture(modelID: "new@1.0", sizes: [("a.bin", 10)], seed: 5)
+        let weightsFile = s.model.file("unet/w.safetensors")
+        let manifest = ModelFixture.manifest(["""
+            [models."fs@1.0"]
+
+            [[models."fs@1.0".files]]
+            path = "unet/w.safetensors"
+            size = \(weightsFile.size)
+            sha256 = "\(weightsFile.sha256)"
+
+            [[models."fs@1.0".files]]
+            path = "unet/config.json"
+            size = \(changed.size)
+            sha256 = "\(changed.sha256)"
+
+            [models."fs@1.0".sources]
+            priority = ["local://\(s.dir.path)/src"]
+
+            """, other.manifestEntry(sources: ["local://\(s.dir.path)/src"])])
+        let path = try s.dir.write("models2.toml", manifest)
+        let detached = s.fs.reload(try ModelRegistry(manifestPath: path))
+
+        #expect(try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0").ino == model.ino)
+        #expect(try s.fs.lookup(parent: model.ino, name: "unet").ino == unet.ino)
+        #expect(try s.fs.lookup(parent: unet.ino, name: "w.safetensors").ino == weights.ino, "same content, same inode")
+        let newConfig = try s.fs.lookup(parent: unet.ino, name: "config.json")
+        #expect(newConfig.ino != config.ino && newConfig.size == 60, "changed content is a new file")
+        #expect(throws: FSError.notFound) { try s.fs.lookup(parent: model.ino, name: "model_index.json") }
+        #expect(try s.fs.list(InodeTable.rootInode).map(\.name).contains("new@1.0"))
+        let names = Set(detached.map { "\($0.parent)/\($0.name)" })
+        #expect(names == ["\(unet.ino)/config.json", "\(model.ino)/model_index.json"], "\(names)")
+        #expect(try s.fs.attributes(config.ino).size == 50, "the old inode still answers for what is open")
+        guard case .file = try s.fs.read(handle: handle, offset: 0, size: 50) else { Issue.record("no bytes for the old handle"); return }
+    }
+
     @Test func namesAndSizesComeFromTheManifestAndUnknownNamesAreENOENT() throws {
         let s = try Self.setup()
         let root = try s.fs.list(InodeTable.rootInode)

@@ -77,6 +77,18 @@ public final class FuseSession: @unchecked Sendable {
         }
     }
 
+    /// Drops the kernel's cached entries for these names (a manifest reload detached them),
+    /// and the attributes of their directories, so the next lookup asks the filesystem.
+    public func invalidateEntries(_ entries: [(parent: UInt64, name: String)]) {
+        mounted.withLock { mounted in
+            guard mounted, let session else { return }
+            for entry in entries {
+                _ = entry.name.withCString { fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(entry.parent), $0, entry.name.utf8.count) }
+            }
+            for parent in Set(entries.map(\.parent)) { _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(parent), 0, 0) }
+        }
+    }
+
     deinit {
         if let session {
             if mounted.withLock({ $0 }) { fuse_session_unmount(session) }
@@ -84,17 +96,17 @@ public final class FuseSession: @unchecked Sendable {
         }
     }
 
-    /// Mounts at `mountpoint` and installs the SIGTERM/SIGINT/SIGHUP handlers that end the loop.
+    /// Mounts at `mountpoint` and installs the SIGTERM/SIGINT handlers that end the loop.
     public func mount() throws {
         guard let session else { return }
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw FSError(EIO, "cannot mount at \(mountpoint) (is /dev/fuse usable, and the mountpoint an empty directory not already mounted?)")
         }
         mounted.withLock { $0 = true }
-        stopOnSignals([SIGTERM, SIGINT, SIGHUP])
+        stopOnSignals([SIGTERM, SIGINT])   // SIGHUP reloads the manifest (``Mounter``)
     }
 
-    /// SIGTERM, SIGINT and SIGHUP unmount, which ends the loop. (libfuse's own handlers only
+    /// SIGTERM and SIGINT unmount, which ends the loop. (libfuse's own handlers only
     /// interrupt the thread the signal lands on; in a process with other threads, such as the
     /// `wan` CLI's, that is rarely a worker blocked reading /dev/fuse, and the loop would go on.)
     private func stopOnSignals(_ signals: [Int32]) {

@@ -8,6 +8,6 @@ struct Models: AsyncParsableCommand {
         subcommands: [
             Status.self, ValidateManifest.self, DiskUsageCommand.self,
             Ensure.self, Verify.self, GC.self, Pin.self, Unpin.self,
-            TestSources.self, TestAuth.self, Diagnose.self, Migrate.self, ManifestCommand.self,
+            TestSources.self, TestAuth.self, Diagnose.self, Migrate.self, ManifestCommand.self, Wait.self, Reload.self,
         ])
 }
