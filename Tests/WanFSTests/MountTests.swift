@@ -404,6 +404,8 @@ import WanTestSupport
                 "\(refused.json)")
         let reloads = try #require((try mount.mountInfo())["reloads"] as? [String: Any])
         #expect(reloads["applied"] as? Int == 1 && reloads["refused"] as? Int == 1 && reloads["last_error"] is String)
+        let status = try mount.wan(["models", "status", "--mount", mount.mountpoint])
+        #expect(((status.json["mount"] as? [String: Any])?["reloads"] as? [String: Any])?["last_error"] is String, "status --mount says why")
         #expect(try readFile(mount.path("rb@1.0", "y.bin")).get() == b.files[0].data, "the mount keeps the manifest it had")
         try openA.close()
         try openC.close()

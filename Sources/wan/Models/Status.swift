@@ -98,6 +98,9 @@ struct Status: WanCommand {
             let passthrough = mount.passthrough.map { $0 ? ", complete files read by the kernel from their blobs" : ", every read through the daemon" } ?? ""
             let directIO = mount.directIO == true ? ", files being fetched read with direct I/O" : ""
             output.say("\nmounted at \(mount.mountpoint) (pid \(mount.pid), verify=\(mount.verify)\(passthrough)\(directIO)), cache \(mount.modelsRoot)")
+            if let reloads = mount.reloads, reloads.total > 0 {
+                output.say("manifest reloaded \(reloads.applied) time(s)" + (reloads.lastError.map { "; the last reload was refused (the mount keeps the manifest it had): \($0)" } ?? ""))
+            }
             for fetch in report.fetches ?? [] {
                 output.say("  fetching \(fetch.model)/\(fetch.path): \(ByteSize.format(fetch.bytesPresent))/\(ByteSize.format(fetch.size)), \(fetch.inFlightBlocks) block(s) in flight\(fetch.source.map { " from " + $0 } ?? "")")
             }
