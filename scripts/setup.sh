@@ -40,10 +40,11 @@ done
 pip_packages=(numpy safetensors)
 imports="numpy, safetensors"
 # The tests also drive the sidecar with real clients: requests (seed 002's SDK), websockets,
-# prometheus_client's parser, and schemathesis (fuzzing against docs/openapi.yaml).
+# prometheus_client's parser, schemathesis (fuzzing against docs/openapi.yaml), and
+# kubernetes-validate (deploy/kubernetes/ against the Kubernetes schemas).
 if ((want_tests)); then
-    pip_packages+=(pytest requests websockets prometheus_client schemathesis)
-    imports+=", requests, websockets, prometheus_client, schemathesis"
+    pip_packages+=(pytest requests websockets prometheus_client schemathesis kubernetes-validate)
+    imports+=", requests, websockets, prometheus_client, schemathesis, kubernetes_validate"
 fi
 python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root'" >&2 || true
 python3 -c "import $imports" || { echo "setup: pip could not install ${pip_packages[*]}" >&2; exit 1; }

