@@ -58,6 +58,7 @@ pyscripts() {
 # Tools are chosen by what they can do, not by their name: a machine may carry older ones (Debian's
 # rclone 1.60 has no `serve s3`). Where none found can do the job, a private copy is installed under
 # $TOOLS (a venv) and used; the user's own tools and Python are never changed.
+# WAN_TEST_PRIVATE_TOOLS=1 uses only private copies (rclone, weed, the servers' Python).
 TOOLS="$STATE/tools"
 VENV="$TOOLS/venv"
 PY=python3   # the interpreter of the Python servers (moto, olah) and of `verify`
@@ -76,9 +77,11 @@ py_ok() {
 # find_tool NAME CHECK: the first copy of NAME that passes CHECK: the private one, the one pip put
 # next to python3, then every one on PATH in order.
 find_tool() {
-    local name="$1" check="$2" candidate path_copies
-    mapfile -t path_copies < <(type -aP "$name" 2>/dev/null || true)
-    for candidate in "$VENV/bin/$name" "$(pyscripts)/$name" "${path_copies[@]}"; do
+    local name="$1" check="$2" candidate path_copies=()
+    if [[ "${WAN_TEST_PRIVATE_TOOLS:-0}" != 1 ]]; then
+        mapfile -t path_copies < <(printf '%s\n' "$(pyscripts)/$name"; type -aP "$name" 2>/dev/null || true)
+    fi
+    for candidate in "$VENV/bin/$name" "${path_copies[@]}"; do
         if [[ -x "$candidate" ]] && "$check" "$candidate"; then printf '%s' "$candidate"; return 0; fi
     done
     return 1
@@ -142,7 +145,7 @@ ensure_deps() {
 # choose_python: sets PY to python3 when it has the servers' modules, else to the private venv's
 # Python when that has them; false when neither does.
 choose_python() {
-    if py_ok python3; then PY=python3; return 0; fi
+    if [[ "${WAN_TEST_PRIVATE_TOOLS:-0}" != 1 ]] && py_ok python3; then PY=python3; return 0; fi
     if [[ -x "$VENV/bin/python" ]] && py_ok "$VENV/bin/python"; then PY="$VENV/bin/python"; return 0; fi
     return 1
 }
@@ -467,8 +470,10 @@ launch_faults() {
 # ------------------------------------------------------------------ commands
 
 cmd_env() {
+    choose_python || true
     cat <<EOF
 export WAN_TEST_STATE=$STATE
+export WAN_TEST_PYTHON=$PY
 export WAN_TEST_HTTP=http://127.0.0.1:$HTTP_PORT
 export WAN_TEST_HTTP_ROOT=$DATA/http
 export WAN_TEST_HTTP_LOG=$LOGS/nginx-access.log

@@ -9,7 +9,9 @@ import WanTestSupport
         var env = ProcessInfo.processInfo.environment
         env.merge(try TestServers.environment()) { _, new in new }
         let script = TestServers.repositoryRoot + "/testenv/verify.py"
-        let result = try Shell.run("/usr/bin/env", ["python3", script, "huggingface_hub", "client errors", "tree pagination"], environment: env)
+        // The test environment's own Python (it has huggingface_hub; maybe a private venv).
+        let python = env["WAN_TEST_PYTHON"] ?? "python3"
+        let result = try Shell.run("/usr/bin/env", [python, script, "huggingface_hub", "client errors", "tree pagination"], environment: env)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("0 failed"), "\(result.output)")
         #expect(result.output.contains("PASS hf fixture: huggingface_hub public + gated + snapshot"))
