@@ -41,10 +41,11 @@ pip_packages=(numpy safetensors)
 imports="numpy, safetensors"
 # The tests also drive the sidecar with real clients: requests (seed 002's SDK), websockets,
 # prometheus_client's parser, schemathesis (fuzzing against docs/openapi.yaml), and
-# kubernetes-validate (deploy/kubernetes/ against the Kubernetes schemas).
+# kubernetes-validate (deploy/kubernetes/ against the Kubernetes schemas), transformers (the mount's
+# Hugging Face cache view, read by the real library; no torch needed for configs).
 if ((want_tests)); then
-    pip_packages+=(pytest requests websockets prometheus_client schemathesis kubernetes-validate)
-    imports+=", requests, websockets, prometheus_client, schemathesis, kubernetes_validate"
+    pip_packages+=(pytest requests websockets prometheus_client schemathesis kubernetes-validate transformers)
+    imports+=", requests, websockets, prometheus_client, schemathesis, kubernetes_validate, transformers"
 fi
 python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" 2>&1 | grep -v "WARNING: Running pip as the 'root'" >&2 || true
 python3 -c "import $imports" || { echo "setup: pip could not install ${pip_packages[*]}" >&2; exit 1; }

@@ -1,4 +1,6 @@
+import Foundation
 import WanCore
+import WanSystem
 
 /// The tree the mount shows, built from the manifest: nothing here costs network. Inode
 /// numbers are stable for the life of the mount: a manifest reloaded into a new table
@@ -19,6 +21,8 @@ struct InodeTable: Sendable {
         case file(model: String, spec: ModelSpec, file: FileSpec)
         /// A generated file under `.wanfs/`.
         case control(ControlFile)
+        /// A small file of fixed text (the Hugging Face view's `refs/REVISION`).
+        case text(String)
     }
 
     struct Node: Sendable {
@@ -58,22 +62,22 @@ struct InodeTable: Sendable {
         }
         let control = add(parent: 1, name: Self.controlDirectory, kind: .directory, model: nil)
         for file in ControlFile.allCases { _ = add(parent: control, name: file.name, kind: .control(file), model: nil) }
+        // Each model file's inode by model id and path: the default variant's where it has one.
+        var modelFiles: [String: [String: UInt64]] = [:]
         for model in registry.manifest.models {
             for variant in model.variants.isEmpty ? [nil] : model.variants.map(Optional.some) {
                 let spec = model.narrowed(to: variant)
                 let key = ModelResolver.directoryName(modelID: spec.modelID, variant: spec.variant, defaultVariant: spec.defaultVariant)
                 let directory = add(parent: 1, name: key, kind: .directory, model: (key, spec))
                 for file in spec.files {
-                    var parent = directory
-                    let segments = file.path.split(separator: "/").map(String.init)
-                    for segment in segments.dropLast() {
-                        parent = nodes[Int(parent - 1)].children[segment]
-                            ?? add(parent: parent, name: segment, kind: .directory, model: (key, spec))
-                    }
-                    _ = add(parent: parent, name: segments.last!, kind: .file(model: key, spec: spec, file: file), model: (key, spec))
+                    let (folder, name) = PathSplit.split(file.path)
+                    let parent = self.directory(folder, under: directory, model: (key, spec))
+                    let ino = add(parent: parent, name: name, kind: .file(model: key, spec: spec, file: file), model: (key, spec))
+                    if variant == model.defaultVariant || modelFiles[model.modelID]?[file.path] == nil { modelFiles[model.modelID, default: [:]][file.path] = ino }
                 }
             }
         }
+        addHubView(registry, modelFiles: modelFiles)
         for index in nodes.indices { nodes[index].order.sort() }
         if let previous {
             for node in previous.nodes {
@@ -85,20 +89,83 @@ struct InodeTable: Sendable {
         self.previous = []
     }
 
+    /// The directory at `path` (`a/b`, or empty for `base` itself) under `base`, made where missing.
+    private mutating func directory(_ path: String, under base: UInt64, model: (key: String, spec: ModelSpec)?) -> UInt64 {
+        var parent = base
+        for segment in path.split(separator: "/").map(String.init) {
+            parent = nodes[Int(parent - 1)].children[segment] ?? add(parent: parent, name: segment, kind: .directory, model: model)
+        }
+        return parent
+    }
+
+    /// Shows `ino` (a file of the tree) under `parent` as `name` too: the same inode.
+    private mutating func link(_ ino: UInt64, as name: String, in parent: UInt64) {
+        guard nodes[Int(parent - 1)].children[name] == nil else { return }
+        nodes[Int(parent - 1)].children[name] = ino
+        nodes[Int(parent - 1)].order.append(name)
+    }
+
+    static let hubDirectory = "hub"
+
+    /// The Hugging Face cache view: every model with an `hf://ORG/NAME[@REVISION]` source also
+    /// shows under `/hub/models--ORG--NAME/snapshots/COMMIT/`, its files the same inodes as in
+    /// the model's directory, with `refs/REVISION` (`main` when none is given) naming COMMIT. So
+    /// `HF_HUB_CACHE=MOUNT/hub HF_HUB_OFFLINE=1` lets `from_pretrained("ORG/NAME")` and
+    /// `hf_hub_download` find the files, lazily fetched as any read through the mount. COMMIT is
+    /// the revision when it is a commit id, else a stable id derived from the repo and revision.
+    private mutating func addHubView(_ registry: ModelRegistry, modelFiles: [String: [String: UInt64]]) {
+        var hub: UInt64?
+        for model in registry.manifest.models {
+            guard let files = modelFiles[model.modelID],
+                  let (repo, revision) = model.sources.lazy.compactMap({ source -> (String, String?)? in
+                      if case .huggingFace(let repo, let revision) = source.location { return (repo, revision) }
+                      return nil
+                  }).first else { continue }
+            let reference = revision ?? "main"
+            let commit = Self.commitID(repo: repo, revision: reference)
+            let root = hub ?? add(parent: 1, name: Self.hubDirectory, kind: .directory, model: nil)
+            hub = root
+            let repository = add(parent: root, name: "models--" + repo.replacingOccurrences(of: "/", with: "--"), kind: .directory, model: nil)
+            let snapshots = directory("snapshots", under: repository, model: nil)
+            guard nodes[Int(snapshots - 1)].children[commit] == nil else { continue }   // another model showed this revision first
+            let (refFolder, refName) = PathSplit.split("refs/" + reference)
+            let refs = directory(refFolder, under: repository, model: nil)
+            if nodes[Int(refs - 1)].children[refName] == nil { _ = add(parent: refs, name: refName, kind: .text(commit), model: nil) }
+            let snapshot = add(parent: snapshots, name: commit, kind: .directory, model: nil)
+            for (path, ino) in files.sorted(by: { $0.key < $1.key }) {
+                let (folder, name) = PathSplit.split(path)
+                link(ino, as: name, in: directory(folder, under: snapshot, model: nil))
+            }
+        }
+    }
+
+    /// The revision when it is a commit id (40 hex digits), else 40 hex digits derived from the
+    /// repo and the revision: the same on every mount and every host.
+    static func commitID(repo: String, revision: String) -> String {
+        if revision.count == 40, revision.allSatisfy(\.isHexDigit), revision == revision.lowercased() { return revision }
+        return String(SHA256Hasher.hash(Array("wanfs:\(repo)@\(revision)".utf8)).hex.prefix(40))
+    }
+
     /// Whether a node of the previous table can stand for `kind`: the same kind, and for a
     /// file the same content.
     private static func sameNode(_ old: Kind, _ new: Kind) -> Bool {
         switch (old, new) {
         case (.directory, .directory): true
         case let (.control(a), .control(b)): a == b
+        case let (.text(a), .text(b)): a == b
         case let (.file(_, _, a), .file(_, _, b)): a.sha256 == b.sha256 && a.size == b.size
         default: false
         }
     }
 
+    /// The previous table's node named `name` under `parent` (an inode both tables share).
+    private func previousChild(of parent: UInt64, named name: String) -> Node? {
+        guard previous.indices.contains(Int(parent - 1)), let ino = previous[Int(parent - 1)].children[name] else { return nil }
+        return previous[Int(ino - 1)]
+    }
+
     private mutating func add(parent: UInt64, name: String, kind: Kind, model: (key: String, spec: ModelSpec)?) -> UInt64 {
-        if let index = previous.indices.contains(Int(parent - 1)) ? previous[Int(parent - 1)].children[name].map({ Int($0 - 1) }) : nil,
-           let old = previous.indices.contains(index) ? previous[index] : nil, Self.sameNode(old.kind, kind) {
+        if let old = previousChild(of: parent, named: name), Self.sameNode(old.kind, kind) {
             nodes[Int(old.ino - 1)].kind = kind
             nodes[Int(old.ino - 1)].model = model
             nodes[Int(parent - 1)].children[name] = old.ino

@@ -59,6 +59,9 @@ public final class Mounter: Sendable {
     /// answers, or with the reason it could not start.
     @discardableResult
     public func run(ready: @escaping @Sendable (String?) -> Void) -> Int32 {
+        // SIGHUP reloads the manifest once the mount serves; until its handler is installed it
+        // must not end the daemon (its default action).
+        signal(SIGHUP, SIG_IGN)
         let engine: CacheEngine
         let fs: WanFileSystem
         let session: FuseSession

@@ -154,6 +154,8 @@ public final class WanFileSystem: Sendable {
             return Attributes(ino: node.ino, isDirectory: false, size: file.size, links: 1, modified: started)
         case .control:
             return Attributes(ino: node.ino, isDirectory: false, size: 0, links: 1, modified: started)
+        case .text(let content):
+            return Attributes(ino: node.ino, isDirectory: false, size: Int64(content.utf8.count), links: 1, modified: started)
         }
     }
 
@@ -180,6 +182,9 @@ public final class WanFileSystem: Sendable {
         case .control(let file):
             handles.withLock { $0[id] = Handle(ino: ino, model: nil, fetcher: nil, generated: generate(file)) }
             return OpenReply(handle: id, keepCache: false, directIO: true)
+        case .text(let content):
+            handles.withLock { $0[id] = Handle(ino: ino, model: nil, fetcher: nil, generated: Array(content.utf8)) }
+            return OpenReply(handle: id, keepCache: true, directIO: false)
         case .file(let model, let spec, let file):
             let fetcher: FileFetcher
             do { fetcher = try engine.fetcher(for: file, of: spec) } catch { throw .io("\(file.path): \(error)") }

@@ -412,6 +412,78 @@ import WanTestSupport
         try mount.unmount()
     }
 
+    /// The Hugging Face cache view: with `HF_HUB_CACHE=MOUNT/hub HF_HUB_OFFLINE=1`, transformers'
+    /// `AutoConfig.from_pretrained(REPO)`, `hf_hub_download` and `snapshot_download` find the
+    /// model of an `hf://` source through the mount, as the same inodes, lazily: a config-only
+    /// call fetches only the config from the Hub.
+    @Test func theHubViewServesHuggingFaceLibrariesLazily() throws {
+        let repo = "wan-test/" + TestServers.uniqueName("hubview")
+        let dir = try Scratch("wan-hubview")
+        let made = try Python.run("""
+            import json, sys, numpy as np
+            from safetensors.numpy import save_file
+            save_file({"w": np.arange(262144, dtype=np.float32).reshape(512, 512), "b": np.ones(4096, dtype=np.float32)}, sys.argv[1])
+            print(json.dumps({"ok": True}))
+            """, [dir.path + "/model.safetensors"])
+        #expect(made.status == 0, "\(made.output)")
+        let config = Data(#"{"model_type": "bert", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 100}"#.utf8)
+        let weights = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/model.safetensors"))
+        try config.write(to: URL(fileURLWithPath: dir.path + "/config.json"))
+        try TestServers.putHF(repo: repo, files: ["config.json": config, "model.safetensors": weights])
+        let entries = try [("config.json", config), ("model.safetensors", weights)].map { path, data in
+            "[[models.\"hubview@1.0\".files]]\npath = \"\(path)\"\nsize = \(data.count)\nsha256 = \"\(try #require(try sha256sum(dir.path + "/" + path)))\"\n"
+        }
+        let manifest = "schema_version = 1\n\n[models.\"hubview@1.0\"]\n\n" + entries.joined(separator: "\n")
+            + "\n[models.\"hubview@1.0\".sources]\npriority = [\"hf://\(repo)\"]\n"
+        let mount = try MountFixture(manifest: manifest)
+        let configFile = try mount.dir.write("config.toml", "hf_endpoint = \"\(try TestServers.value("WAN_TEST_HF_HUB"))\"\n")
+        try mount.mount("config=\(configFile)")
+
+        let name = "models--" + repo.replacingOccurrences(of: "/", with: "--")
+        let commit = try String(contentsOfFile: "\(mount.mountpoint)/hub/\(name)/refs/main", encoding: .utf8)
+        #expect(commit.count == 40 && commit.allSatisfy(\.isHexDigit), "\(commit)")
+        let snapshot = "\(mount.mountpoint)/hub/\(name)/snapshots/\(commit)"
+        #expect(try inode(snapshot + "/model.safetensors") == inode(mount.path("hubview@1.0", "model.safetensors")), "the same inode")
+
+        let environment = "import os, sys, json\nos.environ['HF_HUB_CACHE'] = sys.argv[1] + '/hub'\nos.environ['HF_HUB_OFFLINE'] = '1'\n"
+        let configOnly = try Python.run(environment + """
+            from transformers import AutoConfig
+            config = AutoConfig.from_pretrained(sys.argv[2])
+            print(json.dumps({"model_type": config.model_type, "hidden_size": config.hidden_size}))
+            """, [mount.mountpoint, repo])
+        #expect(configOnly.status == 0, "\(configOnly.output)")
+        #expect((configOnly.json as? [String: Any])?["hidden_size"] as? Int == 64, "\(configOnly.output)")
+        #expect(try Self.hubBytes(repo, "model.safetensors") == 0, "a config-only call fetches only the config")
+        #expect(try Self.hubBytes(repo, "config.json") == Int64(config.count))
+
+        let load = try Python.run(environment + """
+            from huggingface_hub import hf_hub_download, snapshot_download
+            from safetensors import safe_open
+            path = hf_hub_download(sys.argv[2], "model.safetensors")
+            folder = snapshot_download(sys.argv[2])
+            with safe_open(path, "np") as f:
+                total = float(f.get_tensor("w").sum())
+            print(json.dumps({"path": path, "folder": folder, "sum": total}))
+            """, [mount.mountpoint, repo])
+        #expect(load.status == 0, "\(load.output)")
+        let answer = load.json as? [String: Any]
+        #expect(answer?["folder"] as? String == snapshot && answer?["path"] as? String == snapshot + "/model.safetensors", "\(load.output)")
+        #expect(answer?["sum"] as? Double == Double(262143) * 262144 / 2)
+        #expect(try Self.hubBytes(repo, "model.safetensors") <= Int64(weights.count), "every byte fetched once at most")
+        try mount.unmount()
+    }
+
+    /// Body bytes the Hub fixture (hub and CDN) sent for paths of `repo` ending in `file`.
+    static func hubBytes(_ repo: String, _ file: String) throws -> Int64 {
+        let log = try String(contentsOfFile: try TestServers.value("WAN_TEST_HF_LOG"), encoding: .utf8)
+        return log.split(separator: "\n").reduce(Int64(0)) { total, line in
+            guard let entry = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let path = entry["path"] as? String, path.contains(repo), path.hasSuffix("/" + file),
+                  entry["method"] as? String == "GET" else { return total }
+            return total + ((entry["bytes"] as? NSNumber)?.int64Value ?? 0)
+        }
+    }
+
     @Test func killNineOfTheDaemonAndARemountKeepPartialProgress() throws {
         let prefix = TestServers.uniqueName("kill9")
         let model = ModelFixture(modelID: "k9@1.0", sizes: [("big.bin", 48 << 20)], chunkSize: 1 << 20, seed: 13)
