@@ -2,13 +2,22 @@
 # Checks that the test environment picks its tools by what they can do, not by their names: with
 # an rclone that has no `serve s3` first on PATH (as Debian 12's rclone 1.60), `servers.sh start
 # rclone` must still start an S3 server from another copy (or a private one it installs), and
-# leave the user's copy as it was. Run by .ci/run before the tests; stops what it started.
+# leave the user's copy as it was. Run by .ci/run before the tests, with no server running; stops
+# the one it started.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE="${WAN_TEST_STATE:-/tmp/wan-testenv}"
 
+# A server already running would be reused, not started with the stub first on PATH: the check
+# would prove nothing. Ask for a stopped environment instead of stopping someone's servers.
+running=$(bash "$HERE/servers.sh" status 2>/dev/null || true)   # exit 1 while any is down
+if grep -qv ' down$' <<<"$running"; then
+    echo "check_tools: test servers are running under $STATE; stop them first (testenv/servers.sh stop)" >&2
+    exit 1
+fi
 stub=$(mktemp -d)
-trap 'bash "$HERE/servers.sh" stop >/dev/null 2>&1 || true; rm -rf "$stub"' EXIT
+env_file=$(mktemp)
+trap 'bash "$HERE/servers.sh" stop rclone >/dev/null 2>&1 || true; rm -rf "$stub" "$env_file"' EXIT
 cat >"$stub/rclone" <<'STUB'
 #!/bin/sh
 # A stand-in for Debian 12's rclone 1.60: it has no `serve s3`.
@@ -20,7 +29,6 @@ STUB
 chmod 755 "$stub/rclone"
 before=$(sha256sum "$stub/rclone")
 
-env_file=$(mktemp)
 if ! PATH="$stub:$PATH" bash "$HERE/servers.sh" start rclone >"$env_file"; then
     echo "check_tools: servers.sh could not start rclone with an rclone lacking 'serve s3' first on PATH" >&2
     exit 1

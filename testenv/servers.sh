@@ -4,7 +4,7 @@
 #
 #   testenv/servers.sh start [NAME...]  install what is missing, start what is not running, wait,
 #                               print env (only the named servers when given, e.g. `start nginx`)
-#   testenv/servers.sh stop     stop what this script started (safe to call twice)
+#   testenv/servers.sh stop [NAME...]  stop what this script started (safe to call twice)
 #   testenv/servers.sh status   one line per server; exit 0 iff all are up
 #   testenv/servers.sh env      export lines:  eval "$(testenv/servers.sh env)"
 #   testenv/servers.sh verify   end-to-end checks of every server (python, needs them running)
@@ -563,16 +563,15 @@ cmd_verify() {
 }
 
 case "${1:-}" in
-    start)
+    start | stop)
         if (($# > 1)); then
             for name in "${@:2}"; do
                 [[ " ${SERVERS[*]} " == *" $name "* ]] || die "unknown server '$name' (known: ${SERVERS[*]})"
             done
             SERVERS=("${@:2}")
         fi
-        cmd_start
+        if [[ $1 == start ]]; then cmd_start; else cmd_stop; fi
         ;;
-    stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
     verify) cmd_verify ;;

@@ -50,7 +50,16 @@ public final class CacheEngine: Sendable {
     }
 
     public let config: OrchestratorConfig
-    public let registry: ModelRegistry
+    /// The manifest: the one given, or the one a mount reloaded (``replaceRegistry(_:)``).
+    public var registry: ModelRegistry { currentRegistry.withLock { $0 } }
+    private let currentRegistry: Mutex<ModelRegistry>
+
+    /// Uses `registry` from now on (a mount reloaded its manifest): what the engine looks up in
+    /// the manifest, such as the models whose links a quarantine removes, follows it. Sources
+    /// stay those of the manifest directory given at creation.
+    public func replaceRegistry(_ registry: ModelRegistry) {
+        currentRegistry.withLock { $0 = registry }
+    }
     public let resolver: ModelResolver
     /// MODELS_ROOT's directories, never through a symlink below the root.
     public let root: CacheRoot
@@ -77,7 +86,7 @@ public final class CacheEngine: Sendable {
     public init(config: OrchestratorConfig, registry: ModelRegistry, settings: Settings? = nil,
                 engine: HTTPEngine = .shared, limiter: BandwidthLimiter? = nil) throws {
         self.config = config
-        self.registry = registry
+        self.currentRegistry = Mutex(registry)
         self.resolver = try config.resolver()
         self.root = CacheRoot(resolver: resolver)
         self.locks = LockManager(resolver: resolver)

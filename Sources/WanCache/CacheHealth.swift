@@ -95,16 +95,23 @@ public struct CacheHealth: Sendable {
     }
 
     /// Every cache-wide check, in the order diagnose prints them.
-    public func run(now: Date = Date()) -> Report {
+    ///
+    /// - Parameter probeLocks: whether to find out which locks are held, by taking each one
+    ///   for an instant (as diagnose and the scheduled health pass do). A report served per
+    ///   request must not (a mount opening a file that instant would miss its lock), so it
+    ///   leaves the lock inventory and the abandoned partial downloads out.
+    public func run(now: Date = Date(), probeLocks: Bool = true) -> Report {
         var report = Report()
         report.checks += modelsRoot()
         if let space = freeSpace() { report.checks.append(space) }
         report.checks.append(stateDatabase())
-        report.locks = LockManager(resolver: resolver).inventory().map { LockEntry(name: $0.name, held: $0.held, owner: $0.owner) }
-        let held = report.locks.filter(\.held)
-        report.checks.append(Check("locks", .ok, "\(report.locks.count) lock files, \(held.count) held"
-                                   + (held.isEmpty ? "" : ": " + held.map(\.name).joined(separator: ", "))))
-        let partials = partialDownloads(now: now)
+        if probeLocks {
+            report.locks = LockManager(resolver: resolver).inventory().map { LockEntry(name: $0.name, held: $0.held, owner: $0.owner) }
+            let held = report.locks.filter(\.held)
+            report.checks.append(Check("locks", .ok, "\(report.locks.count) lock files, \(held.count) held"
+                                       + (held.isEmpty ? "" : ": " + held.map(\.name).joined(separator: ", "))))
+        }
+        let partials = partialDownloads(now: now, probeLocks: probeLocks)
         report.abandonedPartials = partials.abandoned
         report.checks.append(partials.check)
         return report
@@ -155,7 +162,8 @@ public struct CacheHealth: Sendable {
 
     /// Bytes of partial downloads, and how many no process is fetching and nothing touched
     /// for ``abandonedAfter`` seconds.
-    public func partialDownloads(now: Date = Date()) -> (check: Check, abandoned: Int, bytes: Int64) {
+    /// Without `probeLocks`, none counts as abandoned (finding out takes each one's lock).
+    public func partialDownloads(now: Date = Date(), probeLocks: Bool = true) -> (check: Check, abandoned: Int, bytes: Int64) {
         let locks = LockManager(resolver: resolver)
         let tmp = resolver.tmpDir
         let names = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
@@ -165,7 +173,7 @@ public struct CacheHealth: Sendable {
             guard let info = try? FileSystem.info(tmp + "/" + name), info.kind == .regular else { continue }
             bytes = bytes.addingClamped(max(0, info.allocatedBytes))
             let idle = now.timeIntervalSince1970 - info.modified > Self.abandonedAfter
-            if idle && !locks.isLocked(LockManager.fileLockName(String(name.dropLast(5)))) { abandoned += 1 }
+            if probeLocks && idle && !locks.isLocked(LockManager.fileLockName(String(name.dropLast(5)))) { abandoned += 1 }
         }
         let detail = "\(ByteSize.format(bytes)) in \(tmp)" + (abandoned == 0 ? "" : ", \(abandoned) abandoned")
             + " (resumable; `wan models gc --aggressive` removes abandoned ones)"

@@ -46,6 +46,10 @@ public final class GCSchedule: Sendable {
         public var bytesReclaimed: Int64 = 0
         /// The last run's end (or when the schedule started, before the first run).
         public var lastRun: Date
+        /// What the last run left when it could not get under the threshold (pins and models
+        /// in use it must keep): the threshold then triggers again only once the cache grows
+        /// past this, not at every look.
+        public var leftOver: Int64?
         /// Whether a run has happened yet.
         public var hasRun: Bool { runs > 0 }
     }
@@ -69,8 +73,15 @@ public final class GCSchedule: Sendable {
     public func isDue(now: Date = Date()) -> Bool {
         guard let policy = policy() else { return false }
         if now.timeIntervalSince(snapshot.lastRun) >= policy.period { return true }
-        guard let target = policy.target, let usage = try? DiskUsage.measure(engine.resolver) else { return false }
-        return usage.totalBytes - min(max(0, usage.partialBytes), usage.totalBytes) >= target
+        guard let target = policy.target, let used = collectable() else { return false }
+        if let leftOver = snapshot.leftOver, used <= leftOver { return false }
+        return used >= target
+    }
+
+    /// What collection can act on now: models and blobs, not partial downloads (it keeps those).
+    private func collectable() -> Int64? {
+        guard let usage = try? DiskUsage.measure(engine.resolver) else { return nil }
+        return usage.totalBytes - min(max(0, usage.partialBytes), usage.totalBytes)
     }
 
     /// Runs a collection now (whether due or not) under the current policy, and counts it.
@@ -91,10 +102,12 @@ public final class GCSchedule: Sendable {
             }
             throw error
         }
+        let left = policy.target.flatMap { target in collectable().flatMap { $0 >= target ? $0 : nil } }
         record.withLock {
             $0.runs += 1
             $0.bytesReclaimed = $0.bytesReclaimed.addingClamped(max(0, result.bytesReclaimed))
             $0.lastRun = Date()
+            $0.leftOver = left
         }
         return result
     }

@@ -43,6 +43,9 @@ struct InodeTable: Sendable {
     /// Names the previous table showed that this one does not, or shows with another inode:
     /// the entries the kernel may have cached and must drop.
     private(set) var detached: [(parent: UInt64, name: String)] = []
+    /// Directories of both tables whose names changed (an entry added, removed or replaced):
+    /// the listings and attributes the kernel may have cached and must drop.
+    private(set) var changedDirectories: [UInt64] = []
     /// The nodes of the table this one is built over (while building).
     private var previous: [Node] = []
 
@@ -84,6 +87,7 @@ struct InodeTable: Sendable {
                 for (name, ino) in node.children where nodes[Int(node.ino - 1)].children[name] != ino {
                     detached.append((node.ino, name))
                 }
+                if case .directory = node.kind, nodes[Int(node.ino - 1)].children != node.children { changedDirectories.append(node.ino) }
             }
         }
         self.previous = []
@@ -115,6 +119,7 @@ struct InodeTable: Sendable {
     /// the revision when it is a commit id, else a stable id derived from the repo and revision.
     private mutating func addHubView(_ registry: ModelRegistry, modelFiles: [String: [String: UInt64]]) {
         var hub: UInt64?
+        var repositories: [(directory: UInt64, firstCommit: String)] = []
         for model in registry.manifest.models {
             guard let files = modelFiles[model.modelID],
                   let (repo, revision) = model.sources.lazy.compactMap({ source -> (String, String?)? in
@@ -123,9 +128,10 @@ struct InodeTable: Sendable {
                   }).first else { continue }
             let reference = revision ?? "main"
             let commit = Self.commitID(repo: repo, revision: reference)
-            let root = hub ?? add(parent: 1, name: Self.hubDirectory, kind: .directory, model: nil)
+            let root = hub ?? directory(Self.hubDirectory, under: Self.rootInode, model: nil)
             hub = root
-            let repository = add(parent: root, name: "models--" + repo.replacingOccurrences(of: "/", with: "--"), kind: .directory, model: nil)
+            let repository = directory("models--" + repo.replacingOccurrences(of: "/", with: "--"), under: root, model: nil)
+            if !repositories.contains(where: { $0.directory == repository }) { repositories.append((repository, commit)) }
             let snapshots = directory("snapshots", under: repository, model: nil)
             guard nodes[Int(snapshots - 1)].children[commit] == nil else { continue }   // another model showed this revision first
             let (refFolder, refName) = PathSplit.split("refs/" + reference)
@@ -136,6 +142,12 @@ struct InodeTable: Sendable {
                 let (folder, name) = PathSplit.split(path)
                 link(ino, as: name, in: directory(folder, under: snapshot, model: nil))
             }
+        }
+        // A repo whose sources all pin a revision still answers `from_pretrained("ORG/NAME")`:
+        // `refs/main` names its first snapshot when no model names `main`.
+        for (repository, commit) in repositories {
+            let refs = directory("refs", under: repository, model: nil)
+            if nodes[Int(refs - 1)].children["main"] == nil { _ = add(parent: refs, name: "main", kind: .text(commit), model: nil) }
         }
     }
 

@@ -130,10 +130,11 @@ public final class Mounter: Sendable {
             do {
                 let registry = try ModelRegistry(manifestPath: path)
                 let before = Set(fs.registry.listModels())
-                let detached = fs.reload(registry)
-                session.invalidateEntries(detached)
+                let changes = fs.reload(registry)
+                session.invalidate(changes)
                 let after = Set(registry.listModels())
-                logger.info("manifest reloaded from \(path): \(after.count) models (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed, \(detached.count) names detached)")
+                fs.reloadApplied(models: after.count)
+                logger.info("manifest reloaded from \(path): \(after.count) models (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed, \(changes.entries.count) names detached)")
             } catch {
                 fs.reloadRefused((error as? any CodedError).map { "[\($0.code.rawValue)] \($0)" } ?? "\(error)")
                 logger.error("manifest reload refused, the mount keeps the manifest it has: \(error)")

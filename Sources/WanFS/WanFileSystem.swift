@@ -99,18 +99,30 @@ public final class WanFileSystem: Sendable {
     /// The manifest the tree shows now.
     public var registry: ModelRegistry { current.withLock { $0.registry } }
 
+    /// What the kernel must forget after a reload: names detached (gone, or now another
+    /// inode), and directories whose listings changed.
+    public struct Invalidations: Sendable {
+        public let entries: [(parent: UInt64, name: String)]
+        public let directories: [UInt64]
+    }
+
     /// Shows `registry` from now on: new models appear, removed ones leave the listings, a
     /// path whose content changed is a new file (a new inode) for new opens. Handles open
-    /// under the old tree keep reading their files. Returns the entries the kernel must drop
-    /// from its cache (names gone or now another inode).
-    public func reload(_ registry: ModelRegistry) -> [(parent: UInt64, name: String)] {
-        let detached = current.withLock { current -> [(parent: UInt64, name: String)] in
+    /// under the old tree keep reading their files. The caller has the kernel drop what the
+    /// result names, then records the reload (``reloadApplied(models:)``).
+    public func reload(_ registry: ModelRegistry) -> Invalidations {
+        current.withLock { current in
             let table = InodeTable(registry: registry, reusing: current.table)
             current = (table, registry)
-            return table.detached
+            engine.replaceRegistry(registry)
+            return Invalidations(entries: table.detached, directories: table.changedDirectories)
         }
-        reloads.withLock { $0.recordApplied(models: registry.listModels().count) }
-        return detached
+    }
+
+    /// Records a reload as applied (`status.json`): once the kernel dropped what it detached,
+    /// so a `wan models reload` that sees it finds the new tree.
+    public func reloadApplied(models count: Int) {
+        reloads.withLock { $0.recordApplied(models: count) }
     }
 
     /// Records a reload the daemon refused (the manifest did not load): the mount keeps the
@@ -347,7 +359,9 @@ public final class WanFileSystem: Sendable {
         case .status:
             var models: [ModelStatus] = []
             for model in registry.manifest.models {
-                for variant in model.variants.isEmpty ? [nil] : model.variants.map(Optional.some) {
+                // The default variant first: a tool asking for a model without a variant takes the first.
+                let variants = model.variants.isEmpty ? [nil] : ([model.defaultVariant] + model.variants.filter { $0 != model.defaultVariant }.map(Optional.some))
+                for variant in variants {
                     if let status = try? engine.status(model.narrowed(to: variant)) { models.append(status) }
                 }
             }

@@ -36,7 +36,9 @@ final class HealthChecks: Sendable {
         let score: Double, healthy: Int, degraded: Int, corrupted: Int, storageUsagePercent: Double, updated: Date
         /// The schedules: last health pass and GC.
         let schedules: Maintenance.Counters
-        /// The cache-wide checks, run for this report (the same as `wan models diagnose`'s).
+        /// The cache-wide checks, run for this report (`wan models diagnose`'s, without the lock
+        /// probes: the counts of idle locks and abandoned partial downloads come from the last
+        /// health pass).
         let cache: CacheHealth.Report
 
         enum CodingKeys: String, CodingKey {
@@ -65,8 +67,8 @@ final class HealthChecks: Sendable {
             try c.encode(Nullable(schedules.healthPasses > 0 ? schedules.lastHealthPass : nil), forKey: .lastHealthPass)
             try c.encode(Nullable(schedules.gcRuns > 0 ? schedules.lastGC : nil), forKey: .lastGC)
             try c.encode(schedules.gcRuns, forKey: .gcRuns)
-            try c.encode(cache.abandonedPartials, forKey: .abandonedPartials)
-            try c.encode(cache.idleLockFiles, forKey: .idleLockFiles)
+            try c.encode(schedules.abandonedPartials, forKey: .abandonedPartials)
+            try c.encode(schedules.idleLockFiles, forKey: .idleLockFiles)
             try c.encode(cache.checks, forKey: .checks)
         }
     }
@@ -103,7 +105,7 @@ final class HealthChecks: Sendable {
         let byID = Dictionary(entries.map { ($0.modelID, $0) }, uniquingKeysWith: { a, _ in a })
         return Report(
             systemHealth: SystemHealth(score: score, healthy: healthy, degraded: degraded, corrupted: corrupted,
-                                       storageUsagePercent: percent, updated: Date(), schedules: schedules, cache: health.run()),
+                                       storageUsagePercent: percent, updated: Date(), schedules: schedules, cache: health.run(probeLocks: false)),
             modelHealth: byID, models: byID, timestamp: Date())
     }
 

@@ -144,6 +144,16 @@ import WanTestSupport
         #expect(record.lastRun > now)
         #expect(!schedule.isDue(), "under the threshold again, and it just ran")
         #expect(try schedule.runIfDue() == nil && schedule.snapshot.runs == 1)
+
+        // A limit pins keep it over: one run, then no run at every look until the cache grows.
+        try state.setPinned(true, model: "c@1.0")
+        try state.setPinned(true, model: "d@1.0")
+        policy.withLock { $0 = GCSchedule.Policy(limit: 1 << 20, thresholdPercent: 100, period: 3600) }
+        #expect(schedule.isDue())
+        _ = try schedule.runIfDue()
+        #expect(schedule.snapshot.runs == 2 && schedule.snapshot.leftOver != nil, "it could not get under 1 MiB")
+        #expect(!schedule.isDue(), "still over the limit, but nothing changed since the run that could not help")
+        #expect(exists(cache, "c@1.0") && exists(cache, "d@1.0"), "pins kept")
     }
 }
 

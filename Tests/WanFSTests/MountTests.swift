@@ -382,14 +382,22 @@ import WanTestSupport
         let openC = try #require(FileHandle(forReadingAtPath: cFile))
         #expect(try openA.read(upToCount: 1 << 20) == a.files[0].data.prefix(1 << 20))
         let inodes = (c: try inode(cFile), cDirectory: try inode(mount.mountpoint + "/rc@1.0"))
+        func listed() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: mount.mountpoint).filter { !$0.hasPrefix(".") }.sorted() }
+        #expect(try listed() == ["ra@1.0", "rc@1.0"])   // the kernel caches this listing
+
+        // A reload that only adds: the cached listing must show it at once.
+        try ModelFixture.manifest([a.manifestEntry(sources: ["\(http)/\(prefix)/a"]), b.manifestEntry(sources: ["\(http)/\(prefix)/b"]),
+                                   c1.manifestEntry(sources: ["\(http)/\(prefix)/c1"])])
+            .write(toFile: mount.manifest, atomically: true, encoding: .utf8)
+        #expect(try mount.wan(["models", "reload", "--mount", mount.mountpoint]).status == 0)
+        #expect(try listed() == ["ra@1.0", "rb@1.0", "rc@1.0"], "an added model shows in a listing the kernel had cached")
 
         try ModelFixture.manifest([b.manifestEntry(sources: ["\(http)/\(prefix)/b"]), c2.manifestEntry(sources: ["\(http)/\(prefix)/c2"])])
             .write(toFile: mount.manifest, atomically: true, encoding: .utf8)
         let reload = try mount.wan(["models", "reload", "--mount", mount.mountpoint])
         #expect(reload.status == 0 && reload.json["ok"] as? Bool == true && reload.json["models"] as? Int == 2, "\(reload.json)")
 
-        let listed = try FileManager.default.contentsOfDirectory(atPath: mount.mountpoint).filter { !$0.hasPrefix(".") }.sorted()
-        #expect(listed == ["rb@1.0", "rc@1.0"])
+        #expect(try listed() == ["rb@1.0", "rc@1.0"])
         #expect(!FileManager.default.fileExists(atPath: aFile), "a removed model's files are gone for new lookups")
         #expect(try openA.readToEnd() == a.files[0].data.dropFirst(1 << 20), "a file open before the reload reads on")
         #expect(try readFile(mount.path("rb@1.0", "y.bin")).get() == b.files[0].data, "an added model is served")
@@ -403,7 +411,7 @@ import WanTestSupport
         #expect(refused.status == 1 && refused.json["ok"] as? Bool == false && (refused.json["error"] as? String ?? "").contains("MANIFEST"),
                 "\(refused.json)")
         let reloads = try #require((try mount.mountInfo())["reloads"] as? [String: Any])
-        #expect(reloads["applied"] as? Int == 1 && reloads["refused"] as? Int == 1 && reloads["last_error"] is String)
+        #expect(reloads["applied"] as? Int == 2 && reloads["refused"] as? Int == 1 && reloads["last_error"] is String)
         let status = try mount.wan(["models", "status", "--mount", mount.mountpoint])
         #expect(((status.json["mount"] as? [String: Any])?["reloads"] as? [String: Any])?["last_error"] is String, "status --mount says why")
         #expect(try readFile(mount.path("rb@1.0", "y.bin")).get() == b.files[0].data, "the mount keeps the manifest it had")

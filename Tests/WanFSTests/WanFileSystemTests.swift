@@ -65,7 +65,7 @@ import WanTestSupport
 
             """, other.manifestEntry(sources: ["local://\(s.dir.path)/src"])])
         let path = try s.dir.write("models2.toml", manifest)
-        let detached = s.fs.reload(try ModelRegistry(manifestPath: path))
+        let changes = s.fs.reload(try ModelRegistry(manifestPath: path))
 
         #expect(try s.fs.lookup(parent: InodeTable.rootInode, name: "fs@1.0").ino == model.ino)
         #expect(try s.fs.lookup(parent: model.ino, name: "unet").ino == unet.ino)
@@ -74,10 +74,40 @@ import WanTestSupport
         #expect(newConfig.ino != config.ino && newConfig.size == 60, "changed content is a new file")
         #expect(throws: FSError.notFound) { try s.fs.lookup(parent: model.ino, name: "model_index.json") }
         #expect(try s.fs.list(InodeTable.rootInode).map(\.name).contains("new@1.0"))
-        let names = Set(detached.map { "\($0.parent)/\($0.name)" })
+        let names = Set(changes.entries.map { "\($0.parent)/\($0.name)" })
         #expect(names == ["\(unet.ino)/config.json", "\(model.ino)/model_index.json"], "\(names)")
+        #expect(Set(changes.directories) == [InodeTable.rootInode, model.ino, unet.ino], "the root gained a model, the model and unet lost or replaced names")
         #expect(try s.fs.attributes(config.ino).size == 50, "the old inode still answers for what is open")
         guard case .file = try s.fs.read(handle: handle, offset: 0, size: 50) else { Issue.record("no bytes for the old handle"); return }
+    }
+
+    /// Two models of one Hub repo at two revisions: one repo directory, a snapshot each, their
+    /// refs, `refs/main` for the first when no source names main, files the models' own inodes.
+    @Test func theHubViewShowsEachRepoOnceWithASnapshotPerRevision() throws {
+        let dir = try Scratch("wan-fs-hub")
+        let one = ModelFixture(modelID: "bert@1.0", sizes: [("config.json", 40)], seed: 1)
+        let two = ModelFixture(modelID: "bert@2.0", sizes: [("config.json", 50), ("sub/w.bin", 60)], seed: 2)
+        let pinned = String(repeating: "ab", count: 20)
+        let path = try dir.write("models.toml", ModelFixture.manifest([one.manifestEntry(sources: ["hf://org/bert@\(pinned)"]),
+                                                                      two.manifestEntry(sources: ["hf://org/bert@v2"])]))
+        let config = try OrchestratorConfig.load(environment: ["MODELS_ROOT": dir.path + "/root"], manifestPath: path)
+        let fs = WanFileSystem(engine: try CacheEngine(config: config, registry: try ModelRegistry(manifestPath: path)))
+        let hub = try fs.lookup(parent: InodeTable.rootInode, name: "hub")
+        #expect(try fs.list(hub.ino).map(\.name) == ["models--org--bert"])
+        let repo = try fs.lookup(parent: hub.ino, name: "models--org--bert")
+        let snapshots = try fs.lookup(parent: repo.ino, name: "snapshots")
+        let second = InodeTable.commitID(repo: "org/bert", revision: "v2")
+        #expect(try fs.list(snapshots.ino).map(\.name) == [pinned, second].sorted())
+        let refs = try fs.lookup(parent: repo.ino, name: "refs")
+        func ref(_ name: String) throws -> String {
+            let handle = try fs.open(try fs.lookup(parent: refs.ino, name: name).ino, flags: O_RDONLY).handle
+            guard case .bytes(let bytes) = try fs.read(handle: handle, offset: 0, size: 100) else { return "" }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        #expect(try ref(pinned) == pinned && ref("v2") == second && ref("main") == pinned)
+        let viewFile = try fs.lookup(parent: try fs.lookup(parent: try fs.lookup(parent: snapshots.ino, name: second).ino, name: "sub").ino, name: "w.bin")
+        let modelFile = try fs.lookup(parent: try fs.lookup(parent: try fs.lookup(parent: InodeTable.rootInode, name: "bert@2.0").ino, name: "sub").ino, name: "w.bin")
+        #expect(viewFile.ino == modelFile.ino && viewFile.size == 60)
     }
 
     @Test func namesAndSizesComeFromTheManifestAndUnknownNamesAreENOENT() throws {

@@ -77,15 +77,18 @@ public final class FuseSession: @unchecked Sendable {
         }
     }
 
-    /// Drops the kernel's cached entries for these names (a manifest reload detached them),
-    /// and the attributes of their directories, so the next lookup asks the filesystem.
-    public func invalidateEntries(_ entries: [(parent: UInt64, name: String)]) {
+    /// Drops what the kernel cached of a tree a manifest reload changed: the entries of names
+    /// detached, and the listings and attributes of directories whose names changed, so the
+    /// next lookup or listing asks the filesystem.
+    public func invalidate(_ changes: WanFileSystem.Invalidations) {
         mounted.withLock { mounted in
             guard mounted, let session else { return }
-            for entry in entries {
+            for entry in changes.entries {
                 _ = entry.name.withCString { fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(entry.parent), $0, entry.name.utf8.count) }
             }
-            for parent in Set(entries.map(\.parent)) { _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(parent), 0, 0) }
+            for directory in Set(changes.directories + changes.entries.map(\.parent)) {
+                _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(directory), 0, 0)
+            }
         }
     }
 

@@ -106,30 +106,32 @@ struct Wait: WanCommand {
     }
 
     /// A function that reads the models' states now: from the live mount, or from the cache.
-    /// An unknown model is an error before the first look.
+    /// A model the cache's manifest (or the answering mount) does not know is an error before
+    /// the first look. With `--mount`, a mount that does not answer yet (its daemon starting or
+    /// restarting) or a model it leaves out for a moment counts as not there yet, until the
+    /// timeout.
     private func watcher(_ output: Output) throws -> () throws -> [ModelStatus] {
         let ids = try models.map { try ModelID(parsing: $0) }
-        if let path = mount ?? global.modelsRoot ?? ProcessInfo.processInfo.environment["MODELS_ROOT"],
-           let first = try MountStatus.read(mountpoint: path) {
-            let known = Set(first.models.map(\.modelID))
-            for id in ids where !known.contains(id.base) {
-                throw OrchestratorError.modelNotFound(modelID: id.base, available: known.sorted())
+        let path = mount ?? global.modelsRoot ?? ProcessInfo.processInfo.environment["MODELS_ROOT"]
+        let first = try path.flatMap { try MountStatus.read(mountpoint: $0) }
+        if let path, mount != nil || first != nil {
+            if let first {
+                let known = Set(first.models.map(\.modelID))
+                for id in ids where !known.contains(id.base) {
+                    throw OrchestratorError.modelNotFound(modelID: id.base, available: known.sorted())
+                }
+            } else {
+                output.say("\(path) is not a wanfs mount yet: waiting for it")
             }
             return {
-                guard let live = try MountStatus.read(mountpoint: path) else {
-                    throw OrchestratorError.configInvalid(key: "--mount", message: "\(path) is no longer a wanfs mount")
-                }
-                return try ids.map { id in
-                    let matching = live.models.filter { $0.modelID == id.base && (id.variant == nil || $0.variant == id.variant) }
-                    guard let status = matching.first(where: { id.variant != nil || $0.variant == nil }) ?? matching.first else {
-                        throw OrchestratorError.modelNotFound(modelID: id.base, available: Array(Set(live.models.map(\.modelID))).sorted())
-                    }
-                    return status
+                let live = (try? MountStatus.read(mountpoint: path)) ?? nil
+                return ids.map { id in
+                    // The mount lists the default variant first.
+                    let matching = live?.models.filter { $0.modelID == id.base && (id.variant == nil || $0.variant == id.variant) } ?? []
+                    return matching.first ?? ModelStatus(modelID: id.base, variant: id.variant, state: .notPresent, bytesTotal: 0, bytesPresent: 0,
+                                                         bytesNeeded: 0, missingFiles: [], lastVerified: nil, files: [])
                 }
             }
-        }
-        if let mount {
-            throw OrchestratorError.configInvalid(key: "--mount", message: "\(mount) is not a wanfs mount (it has no .wanfs/status.json)")
         }
         let context = try CommandContext(global, output: output)
         let engine = try context.engine()
