@@ -78,6 +78,13 @@ public struct SourceURL: Hashable, Sendable, CustomStringConvertible, Codable {
             var revision: String?
             if atSplit.count == 2 {
                 guard !atSplit[1].isEmpty else { throw SourceURLError(url: raw, reason: "the revision after '@' is empty") }
+                // A branch, tag, commit or `refs/pr/N`: path segments that name something (it
+                // becomes part of URLs and of the mount's Hugging Face view).
+                let parts = atSplit[1].split(separator: "/", omittingEmptySubsequences: false)
+                guard parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }),
+                      !atSplit[1].contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7f } == true }) else {
+                    throw SourceURLError(url: raw, reason: "the revision '\(atSplit[1])' has an empty, '.' or '..' segment or a control character")
+                }
                 revision = String(atSplit[1])
             }
             return .huggingFace(repo: repo, revision: revision)

@@ -50,5 +50,7 @@ import WanTestSupport
         #expect(unknown.status == 2 && unknown.stderr.contains("nope@9.9"), "\(unknown.stderr)")
         let negative = try s.run("models", "wait", "wait@1.0", "--timeout=-5")
         #expect(negative.status == 2 && negative.stderr.contains("--timeout"), "\(negative.stderr)")
+        let absurd = try s.run("models", "wait", "wait@1.0", "--timeout", "1e300")
+        #expect(absurd.status == 2 && absurd.stderr.contains("--timeout"), "no overflow trap: \(absurd.stderr)")
     }
 }

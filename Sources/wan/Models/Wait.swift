@@ -65,7 +65,9 @@ struct Wait: WanCommand {
 
     func validate() throws {
         guard !models.isEmpty else { throw ValidationError("name at least one model to wait for") }
-        guard timeout.isFinite, timeout >= 0 else { throw ValidationError("--timeout must be a number of seconds >= 0, not \(timeout)") }
+        guard timeout.isFinite, timeout >= 0, timeout <= 30 * 86400 else {
+            throw ValidationError("--timeout must be from 0 to 2592000 seconds (30 days), not \(timeout)")
+        }
         guard interval.isFinite, interval >= 0.05, interval <= 3600 else {
             throw ValidationError("--interval must be from 0.05 to 3600 seconds, not \(interval)")
         }
