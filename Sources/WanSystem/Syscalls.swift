@@ -7,35 +7,44 @@ import Synchronization
 // any named operation through `FaultInjection`.
 
 /// Test hook: forces the next calls of an operation to fail with an errno, optionally only
-/// on threads whose name starts with a prefix (so parallel tests do not disturb each other).
+/// on threads whose name starts with a prefix. Tests run in parallel in one process, so each
+/// arms and disarms only its own faults: an entry is keyed by operation and thread prefix,
+/// and `reset(onThreadsNamed:)` removes only the entries of that prefix.
 enum FaultInjection {
+    private struct Key: Hashable {
+        let operation: String
+        let threadPrefix: String?
+    }
     private struct Entry {
         let errno: Int32
         var remaining: Int
-        let threadPrefix: String?
     }
-    private static let forced = Mutex<[String: Entry]>([:])
+    private static let forced = Mutex<[Key: Entry]>([:])
     private static let armed = Atomic<Bool>(false)
 
     /// Makes the next `count` calls of `operation` (e.g. "pwrite") fail with `errno`.
     static func force(_ operation: String, errno: Int32, count: Int = 1, onThreadsNamed prefix: String? = nil) {
-        forced.withLock { $0[operation] = Entry(errno: errno, remaining: count, threadPrefix: prefix) }
+        forced.withLock { $0[Key(operation: operation, threadPrefix: prefix)] = Entry(errno: errno, remaining: count) }
         armed.store(true, ordering: .releasing)
     }
 
-    static func reset() {
-        forced.withLock { $0.removeAll() }
-        armed.store(false, ordering: .releasing)
+    /// Removes the faults armed for `prefix` (all of them when `nil`, for a test that runs alone).
+    static func reset(onThreadsNamed prefix: String?) {
+        forced.withLock { table in
+            table = prefix.map { prefix in table.filter { $0.key.threadPrefix != prefix } } ?? [:]
+            armed.store(!table.isEmpty, ordering: .releasing)
+        }
     }
 
     static func take(_ operation: String) -> Int32? {
         guard armed.load(ordering: .acquiring) else { return nil }
         let threadName = Thread.current.name ?? ""
         return forced.withLock { table -> Int32? in
-            guard var entry = table[operation], entry.remaining > 0 else { return nil }
-            if let prefix = entry.threadPrefix, !threadName.hasPrefix(prefix) { return nil }
-            entry.remaining -= 1
-            table[operation] = entry
+            guard let (key, entry) = table.first(where: { key, entry in
+                key.operation == operation && entry.remaining > 0
+                    && (key.threadPrefix.map { threadName.hasPrefix($0) } ?? true)
+            }) else { return nil }
+            table[key]?.remaining -= 1
             return entry.errno
         }
     }

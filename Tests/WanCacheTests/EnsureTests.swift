@@ -166,14 +166,14 @@ import WanTestSupport
         // The small file fits; then the disk is "full" for the fetch threads.
         try cache.engine.ensure(spec.with(variant: nil, files: [model.file("config.json")].map { file in spec.files.first { $0.path == file.path }! }))
         FaultInjection.force("pwrite", errno: ENOSPC, count: 1_000, onThreadsNamed: settings.threadName)
-        defer { FaultInjection.reset() }
+        defer { FaultInjection.reset(onThreadsNamed: settings.threadName) }
         var failure: (any Error)?
         do { try cache.engine.ensure(spec) } catch { failure = error }
         let coded = try #require(failure as? any CodedError, "ensure did not fail: \(String(describing: failure))")
         #expect(coded.code == .noSpace, "\(coded)")
         #expect(!FileManager.default.fileExists(atPath: cache.engine.resolver.blobPath(sha256: weights.sha256)))
         #expect(try cache.engine.status(spec).state != .complete)
-        FaultInjection.reset()
+        FaultInjection.reset(onThreadsNamed: settings.threadName)
 
         // Resume: the same engine, or a fresh one reading the range map.
         let resumed = try CacheFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["local://src"])]), dir: dir)

@@ -98,12 +98,12 @@ import WanTestSupport
         settings.threadName = "s" + UUID().uuidString.prefix(6)
         let engine = try engine(ModelFixture.manifest([model.manifestEntry(sources: ["local://src"])]), dir: dir, settings: settings)
         FaultInjection.force("fsync(directory)", errno: EIO, count: 1_000, onThreadsNamed: settings.threadName)
-        defer { FaultInjection.reset() }
+        defer { FaultInjection.reset(onThreadsNamed: settings.threadName) }
         var failure: (any Error)?
         do { try engine.ensure(try engine.registry.spec("m@1.0")) } catch { failure = error }
         #expect("\(String(describing: failure))".contains("fsync(directory)"), "\(String(describing: failure))")
         #expect(try engine.status(try engine.registry.spec("m@1.0")).state != .complete)
-        FaultInjection.reset()
+        FaultInjection.reset(onThreadsNamed: settings.threadName)
         try engine.ensure(try engine.registry.spec("m@1.0"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/root/wan22/m@1.0/w.bin")) == model.files[0].data)
     }
