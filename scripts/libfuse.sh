@@ -10,12 +10,24 @@
 #
 # WAN_LIBFUSE=system skips all this and uses Debian's libfuse3-dev (3.14): everything works, but
 # every read of a complete file goes through the daemon.
+#
+# libfuse.sh --static --prefix DIR builds a static libfuse into DIR instead, for the Debian
+# package (scripts/package.sh): its binaries carry libfuse 3.17 inside, so passthrough works on
+# a Debian 12 host that has only libfuse 3.14. Nothing outside DIR is touched.
 set -euo pipefail
 
 version=3.17.2
 sha256=3d932431ad94e86179e5265cddde1d67aa3bb2fb09a5bd35c641f86f2b5ed06f
 url=http://deb.debian.org/debian/pool/main/f/fuse3/fuse3_${version}.orig.tar.gz
-prefix=/usr/local
+prefix=/usr/local static=0
+while (($#)); do
+    case "$1" in
+        --static) static=1 ;;
+        --prefix) prefix=${2:?--prefix needs a directory}; shift ;;
+        *) echo "libfuse.sh: unknown argument '$1' (use --static --prefix DIR, or no argument)" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
@@ -28,22 +40,29 @@ apt_install() {
 }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-if [[ ${WAN_LIBFUSE:-} == system ]]; then
+if ((static)); then
+    # The static build's pkg-config entry, once built, says so; rebuild only when it is missing.
+    pc=$(find "$prefix" -name fuse3.pc 2>/dev/null | head -1 || true)
+    if [[ -n $pc && $(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --modversion fuse3) == "$version" ]] \
+        && [[ -n $(find "$prefix" -name libfuse3.a 2>/dev/null | head -1 || true) ]]; then exit 0; fi
+elif [[ ${WAN_LIBFUSE:-} == system ]]; then
     apt_install libfuse3-dev
     exit 0
 fi
 
-if installed libfuse3-dev; then
+if ((!static)) && installed libfuse3-dev; then
     echo "libfuse: removing Debian's libfuse3-dev 3.14 (its libfuse3.so would shadow $version's at link time; WAN_LIBFUSE=system keeps it)" >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq libfuse3-dev >/dev/null
 fi
 
-if [[ $(pkg-config --modversion fuse3 2>/dev/null || true) == "$version" ]]; then exit 0; fi
+if ((!static)) && [[ $(pkg-config --modversion fuse3 2>/dev/null || true) == "$version" ]]; then exit 0; fi
 
 apt_install meson ninja-build pkg-config gcc
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "libfuse: building libfuse $version from Debian's source package into $prefix" >&2
+library=shared install=as_root
+if ((static)); then library=static install=; mkdir -p "$prefix"; prefix=$(cd "$prefix" && pwd); fi
+echo "libfuse: building libfuse $version ($library) from Debian's source package into $prefix" >&2
 curl -fsS --retry 3 --max-time 120 -o "$work/src.tar.gz" "$url" \
     || { echo "libfuse: cannot download $url (set WAN_LIBFUSE=system to build with Debian's libfuse 3.14, without passthrough)" >&2; exit 1; }
 echo "$sha256  $work/src.tar.gz" | sha256sum -c --quiet - \
@@ -51,11 +70,13 @@ echo "$sha256  $work/src.tar.gz" | sha256sum -c --quiet - \
 tar -xzf "$work/src.tar.gz" -C "$work"
 (
     cd "$work/fuse-$version"
-    meson setup build --prefix="$prefix" --buildtype=release -Dutils=false -Dexamples=false -Dtests=false >"$work/meson.log" 2>&1 \
+    meson setup build --prefix="$prefix" --buildtype=release --default-library="$library" \
+        -Dutils=false -Dexamples=false -Dtests=false >"$work/meson.log" 2>&1 \
         || { cat "$work/meson.log" >&2; exit 1; }
     ninja -C build >"$work/ninja.log" 2>&1 || { cat "$work/ninja.log" >&2; exit 1; }
-    as_root meson install -C build --quiet >/dev/null
+    $install meson install -C build --quiet >/dev/null
 )
+((static)) && exit 0
 as_root ldconfig
 found=$(pkg-config --modversion fuse3 2>/dev/null || true)
 [[ $found == "$version" ]] || { echo "libfuse: pkg-config finds fuse3 '$found' after the install, not $version" >&2; exit 1; }

@@ -5,7 +5,8 @@
 #   passthrough; WAN_LIBFUSE=system uses Debian 12's libfuse3-dev 3.14 instead)
 #   pip: the Python packages the tests and the demo use
 # Usage: scripts/setup.sh [--tests] [--deps-only]
-#   --tests      also the test-only Python packages (the test servers install themselves)
+#   --tests      also the test-only packages: Python's, and lintian + dpkg-dev for the Debian
+#                package's test (the test servers install themselves)
 #   --deps-only  install and check the dependencies, do not build
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ done
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(libcurl4-openssl-dev libssl-dev libsqlite3-dev libxml2-dev fuse3 pkg-config python3-pip)
+# scripts/package.sh and test-package.sh: dpkg-shlibdeps, lintian, man (renders the man pages).
+((want_tests)) && apt_packages+=(dpkg-dev lintian man-db meson ninja-build)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

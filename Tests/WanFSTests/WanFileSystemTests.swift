@@ -248,6 +248,23 @@ import WanTestSupport
         #expect(try MountOptions.parse(["/r", "/m", "-s", "-o", "colour=blue"]).verify == .lazy, "-s (sloppy) ignores unknown options")
     }
 
+    /// mount.wanfs(8) is written by hand (the helper is not an argument-parser command): it must
+    /// name every option the helper takes, so the package's man page cannot fall behind.
+    @Test func theManPageNamesEveryMountOption() throws {
+        let page = try String(contentsOfFile: TestServers.repositoryRoot + "/mount-helpers/mount.wanfs.8", encoding: .utf8)
+        for option in MountOptions.known {
+            let name = option.hasSuffix("=") ? String(option.dropLast()) : option
+            // roff: `.BI name= VALUE`, `.BR name= a | b` or `.B name`.
+            let named = page.split(separator: "\n").contains { line in
+                line.hasPrefix(".B") && line.split(separator: " ").dropFirst().first.map { $0 == name || $0 == name + "=" } == true
+            }
+            #expect(named, "mount.wanfs.8 does not describe \(option)")
+        }
+        for flag in ["-f", "-n", "-v", "-s", "-o"] {
+            #expect(page.contains(".B \\" + flag), "mount.wanfs.8 does not describe \(flag)")
+        }
+    }
+
     @Test func streamsGetAGrowingWindowAndRandomReadsGetNone() {
         let tracker = StreamTracker()
         let size: Int64 = 1 << 30
