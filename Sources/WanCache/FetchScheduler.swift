@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+import WanSystem
 
 /// How urgent a fetch is. Lower runs first; within a priority, first come first served.
 public enum FetchPriority: Int, Sendable, Comparable, CaseIterable {
@@ -128,21 +129,20 @@ public final class FetchScheduler: @unchecked Sendable {
         for index in 0..<(workers + demandWorkers) {
             startThread(index: index, demandOnly: index >= workers, extra: false)
         }
-        let monitor = Thread { [weak self] in
+        let monitor = Thread { [weak self, name] in
+            ThreadName.set("\(name)-watch")
             while let self, self.watch() {}
         }
-        monitor.name = "\(name)-watch"
         monitor.start()
     }
 
     /// Starts a worker (condition held). The threads keep the scheduler alive until stop().
-    /// The name is set from inside the thread: on Linux, a name given before start() is not
-    /// what the thread reports.
+    /// The name is set from inside the thread, for the kernel (``ThreadName``).
     private func startThread(index: Int, demandOnly: Bool, extra: Bool) {
         threads += 1
         let label = "\(name)-\(extra ? "x" : demandOnly ? "d" : "")\(index)"
         let thread = Thread {
-            Thread.current.name = label
+            ThreadName.set(label)
             self.work(demandOnly: demandOnly, extra: extra)
         }
         thread.stackSize = 1 << 20

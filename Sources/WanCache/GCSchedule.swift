@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import WanCore
 import WanSources
+import WanSystem
 
 /// When garbage collection runs, for every long-lived process that keeps MODELS_ROOT in
 /// bounds: the mount (`-o cache_max`) and the sidecar (`max_storage_gb` with
@@ -123,6 +124,7 @@ public final class GCSchedule: Sendable {
     public func start(every tick: Double, report: @escaping @Sendable (Result<GCResult, any Error>) -> Void) -> CancellationToken {
         let stop = CancellationToken()
         let thread = Thread { [self] in
+            ThreadName.set("wan-gc")
             while !stop.isCancelled {
                 do {
                     if let result = try runIfDue() { report(.success(result)) }
@@ -133,7 +135,6 @@ public final class GCSchedule: Sendable {
                 while !stop.isCancelled && Date() < deadline { Thread.sleep(forTimeInterval: min(0.25, max(0.01, tick))) }
             }
         }
-        thread.name = "wan-gc"
         thread.start()
         return stop
     }

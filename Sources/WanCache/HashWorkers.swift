@@ -56,7 +56,7 @@ public final class HashWorkers: @unchecked Sendable {
         started = true
         for index in 0..<threads {
             let thread = Thread { [name] in
-                Thread.current.name = "\(name)-\(index)"
+                ThreadName.set("\(name)-\(index)")
                 try? ThreadPriority.lowerCurrent(to: Self.nice)   // best effort: the work is the same either way
                 self.work()
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import WanCache
+import WanSystem
 
 /// Counts what the mount serves (opens, bytes, last access per model) into the state
 /// database, in batches every few seconds, and holds a shared model lock while any file of
@@ -27,6 +28,7 @@ final class UsageRecorder: Sendable {
         state = Mutex(State(metrics: MountReadMetrics(pid: getpid(), mountpoint: mountpoint)))
         let ticksPerFlush = max(1, Int(flushInterval.rounded()))
         let thread = Thread { [weak self] in
+            ThreadName.set("wan-usage")
             var tick = 0
             while true {
                 Thread.sleep(forTimeInterval: 1)
@@ -37,7 +39,6 @@ final class UsageRecorder: Sendable {
                 if tick % ticksPerFlush == 0 { self.flush() }
             }
         }
-        thread.name = "wan-usage"
         thread.start()
     }
 

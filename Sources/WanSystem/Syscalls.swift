@@ -38,7 +38,7 @@ enum FaultInjection {
 
     static func take(_ operation: String) -> Int32? {
         guard armed.load(ordering: .acquiring) else { return nil }
-        let threadName = Thread.current.name ?? ""
+        let threadName = Sys.threadName()
         return forced.withLock { table -> Int32? in
             guard let (key, entry) = table.first(where: { key, entry in
                 key.operation == operation && entry.remaining > 0
@@ -224,6 +224,28 @@ enum Sys {
     /// Sets the nice value of the calling thread (Linux keeps one per thread).
     static func setThreadNice(_ value: Int32) throws(SystemError) {
         _ = try syscall("setpriority") { Glibc.setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, value) }
+    }
+
+    /// The calling thread's name lives in /proc/thread-self/comm (Glibc's module does not
+    /// export pthread_setname_np, and prctl is variadic). Raw calls, not `syscall(...)`:
+    /// fault injection reads the name, and must not inject into it.
+    static func setThreadName(_ name: String) {
+        let fd = Glibc.open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { _ = Glibc.close(fd) }
+        let bytes = Array(name.utf8.prefix(15))
+        while Glibc.write(fd, bytes, bytes.count) < 0 && errno == EINTR {}
+    }
+
+    static func threadName() -> String {
+        let fd = Glibc.open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "" }
+        defer { _ = Glibc.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        var count = -1
+        repeat { count = Glibc.read(fd, &buffer, buffer.count) } while count < 0 && errno == EINTR
+        guard count > 0 else { return "" }
+        return String(decoding: buffer[..<count].prefix { $0 != 0x0A }, as: UTF8.self)
     }
 
     static func access(_ path: String, _ mode: Int32) -> Bool {

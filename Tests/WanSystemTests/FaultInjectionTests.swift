@@ -12,7 +12,7 @@ import Testing
         let result = Mutex<T?>(nil)
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
-            Thread.current.name = name
+            ThreadName.set(name)
             let value = body()
             result.withLock { $0 = value }
             done.signal()
