@@ -5,8 +5,12 @@ The folder holds JSON configs and sharded .safetensors files with deterministic 
 so a reader through the mount can be checked against the original. The manifest entry
 carries sizes, sha256 and chunk digests measured from the files written.
 
-    make_model.py DIR [--shards 2] [--shard-mib 8] [--manifest models.toml
+    make_model.py DIR [--shards 2] [--shard-mib 8] [--tensor-mib 4] [--manifest models.toml
                       --model-id demo@1.0.0 --source local://...] [--chunk-mib 4]
+
+Tensors are float32 (--tensor-mib each) plus one float16 bias per shard, written in numeric
+order (blocks.0, blocks.1, ..., blocks.10) while loaders ask in name order (blocks.0,
+blocks.1, blocks.10, ...): as in real checkpoints, the file's order is not the loader's.
 """
 import argparse
 import hashlib
@@ -37,7 +41,7 @@ def write_safetensors(path, tensors):
             f.write(blob)
 
 
-def make_model(root, shards, shard_mib, seed=2025):
+def make_model(root, shards, shard_mib, seed=2025, tensor_mib=4):
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(root, "transformer"), exist_ok=True)
     with open(os.path.join(root, "model_index.json"), "w") as f:
@@ -47,7 +51,7 @@ def make_model(root, shards, shard_mib, seed=2025):
         json.dump({"_class_name": "WanTransformer3DModel", "num_layers": shards * 4, "hidden_size": 1024}, f, indent=2)
 
     weight_map = {}
-    tensor_bytes = 4 * 1024 * 1024  # 4 MiB float32 tensors (1 Mi elements)
+    tensor_bytes = tensor_mib * 1024 * 1024  # float32 tensors of tensor_mib MiB
     per_shard = max(1, (shard_mib * 1024 * 1024) // tensor_bytes)
     for s in range(shards):
         name = f"diffusion_pytorch_model-{s + 1:05d}-of-{shards:05d}.safetensors"
@@ -98,9 +102,12 @@ def main():
     parser.add_argument("--model-id", default="demo@1.0.0")
     parser.add_argument("--source", action="append", default=[])
     parser.add_argument("--chunk-mib", type=int, default=4, help="chunk digest size (0: none, whole-file sha256 only)")
+    parser.add_argument("--tensor-mib", type=int, default=4, help="size of each weight tensor")
     args = parser.parse_args()
+    if args.tensor_mib < 1:
+        parser.error("--tensor-mib must be at least 1")
 
-    make_model(args.dir, args.shards, args.shard_mib)
+    make_model(args.dir, args.shards, args.shard_mib, tensor_mib=args.tensor_mib)
     if args.manifest:
         chunk_size = args.chunk_mib * 1024 * 1024  # 0: no chunk digests
         entries = describe(args.dir, chunk_size or 4 * 1024 * 1024)

@@ -73,7 +73,7 @@ public final class WanFileSystem: Sendable {
     let usage: UsageRecorder
     private let handles = Mutex<[UInt64: Handle]>([:])
     private let nextHandle = Atomic<UInt64>(1)
-    private let trackers = Mutex<[UInt64: StreamTracker]>([:])
+    private let trackers = Mutex<[UInt64: FileReadahead]>([:])
     /// Which opens the kernel serves from the blob itself (FUSE passthrough).
     public let passthrough = PassthroughOpens()
     /// Set by the FUSE adapter once the kernel agreed to passthrough for this mount.
@@ -243,9 +243,11 @@ public final class WanFileSystem: Sendable {
             // Bytes this handle was served failed verification afterwards.
             throw .io("\(fetcher.content.path) was found corrupt after this handle read unverified bytes of it")
         }
-        if snapshot.phase != .complete,
-           let ahead = tracker(handle.ino).access(offset: offset, length: end - offset, fileSize: fileSize, maxWindow: settings.maxReadahead) {
-            fetcher.prefetch(ahead, priority: .readahead)
+        let readahead = snapshot.phase == .complete ? nil : tracker(handle.ino, path: fetcher.content.path)
+        if let readahead {
+            for ahead in readahead.access(offset: offset, length: end - offset, fileSize: fileSize, maxWindow: settings.maxReadahead) {
+                fetcher.prefetch(ahead, priority: .readahead)
+            }
         }
         do {
             let started = ContinuousClock.now
@@ -260,6 +262,8 @@ public final class WanFileSystem: Sendable {
                 if after.phase != .complete { handles.withLock { $0[id]?.unverifiedGeneration = after.generation } }
             }
             usage.read(model: model, bytes: end - offset)
+            // After the first reads of a .safetensors file its header is here: plan by tensor.
+            readahead?.learnLayout(from: fetcher, timeout: settings.readTimeout, minimumStep: Self.tensorStep)
             return .file(file, offset: offset, count: Int(end - offset))
         } catch {
             throw .io("\(fetcher.content.path) bytes \(offset)..<\(end): \(error)")
@@ -285,10 +289,13 @@ public final class WanFileSystem: Sendable {
         settings.passthrough && passthroughNegotiated.load(ordering: .relaxed) && !passthrough.refused
     }
 
-    private func tracker(_ ino: UInt64) -> StreamTracker {
+    /// The least a first read of a tensor fetches ahead (``TensorReadahead``).
+    static let tensorStep: Int64 = 16 << 20
+
+    private func tracker(_ ino: UInt64, path: String) -> FileReadahead {
         trackers.withLock { table in
             if let tracker = table[ino] { return tracker }
-            let tracker = StreamTracker()
+            let tracker = FileReadahead(path: path)
             table[ino] = tracker
             return tracker
         }

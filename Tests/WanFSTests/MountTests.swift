@@ -19,14 +19,14 @@ import WanTestSupport
     }
 
     /// A safetensors model made by scripts/make_model.py in nginx's root, with its manifest, mounted.
-    static func safetensorsModel(_ label: String, shards: Int, shardMiB: Int, chunkMiB: Int = 4, options: String = "")
+    static func safetensorsModel(_ label: String, shards: Int, shardMiB: Int, chunkMiB: Int = 4, tensorMiB: Int = 4, options: String = "")
         throws -> (MountFixture, source: String, prefix: String) {
         let prefix = TestServers.uniqueName(label)
         let source = try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix
         let manifest = NSTemporaryDirectory() + prefix + ".toml"
         defer { try? FileManager.default.removeItem(atPath: manifest) }
         let made = try Shell.run("/usr/bin/env", ["python3", TestServers.repositoryRoot + "/scripts/make_model.py", source, "--shards", "\(shards)",
-                                                      "--shard-mib", "\(shardMiB)", "--chunk-mib", "\(chunkMiB)", "--manifest", manifest,
+                                                      "--shard-mib", "\(shardMiB)", "--chunk-mib", "\(chunkMiB)", "--tensor-mib", "\(tensorMiB)", "--manifest", manifest,
                                                       "--model-id", "\(label)@1.0", "--source", try TestServers.value("WAN_TEST_HTTP") + "/" + prefix])
         guard made.status == 0 else { throw TestEnvironmentError("make_model.py failed: \(made.output)") }
         let fixture = try MountFixture(manifest: try String(contentsOfFile: manifest, encoding: .utf8))
@@ -202,6 +202,74 @@ import WanTestSupport
         let afterTensor = try TestServers.nginxBytes(containing: "/\(prefix)/transformer/diffusion_pytorch_model-")
         #expect(afterTensor < size / 4, "one tensor fetched \(afterTensor) of \(size) bytes")
         #expect(try mount.liveStatus("lazy1g@1.0")["state"] as? String == "PARTIAL")
+        try mount.unmount()
+        try? FileManager.default.removeItem(atPath: try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix)
+    }
+
+    /// The model-aware readahead, counted at the origin. make_model.py lays tensors out in
+    /// numeric order (blocks.0, blocks.1, ..., blocks.10) while loaders ask in name order
+    /// (blocks.0, blocks.1, blocks.10, blocks.100, ...): the two orders differ, as in real models.
+    /// Tensors of 16 MiB in chunks of 1 MiB: a read tensor costs at most the chunks it shares
+    /// with its neighbours and the kernel's readahead past its end (with tensors as small as
+    /// the chunks and not aligned with them, every tensor read needs two chunks, and a half
+    /// load has to fetch nearly everything to verify what it reads).
+    @Test func aHalfLoadFetchesHalfTheModelAndAFullLoadIsFetchedInTheLoadersOrder() throws {
+        let (mount, _, prefix) = try Self.safetensorsModel("tensors", shards: 1, shardMiB: 256, chunkMiB: 1, tensorMiB: 16)
+        let shard = "transformer/diffusion_pytorch_model-00001-of-00001.safetensors"
+        let path = mount.path("tensors@1.0", shard)
+        let size = try #require((try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value)
+        let load = """
+            import json, sys
+            from safetensors import safe_open
+            with safe_open(sys.argv[1], "np") as f:
+                keys = list(f.keys())[::int(sys.argv[2])]
+                print(json.dumps({"bytes": sum(f.get_tensor(k).nbytes for k in keys), "tensors": len(keys)}))
+            """
+        let half = try Python.run(load, [path, "2"])
+        #expect(half.status == 0, "\(half.output)")
+        let read = try #require((half.json as? [String: Int])?["bytes"])
+        Thread.sleep(forTimeInterval: 2)   // whatever is fetched after close counts too
+        let fetched = try TestServers.nginxBytes(containing: "/\(prefix)/transformer/")
+        // The tensors read, the chunks they share with their neighbours and the kernel's
+        // readahead past them: about 3 MiB per 16 MiB tensor.
+        #expect(fetched >= Int64(read) && fetched <= Int64(read) + Int64(read) * 3 / 10,
+                "a half load reading \(read) bytes of \(size) fetched \(fetched)")
+
+        // A full load on a fresh cache: every byte once, fetched in the order the loader asks.
+        try mount.unmount()
+        try FileManager.default.removeItem(atPath: mount.root)
+        try FileManager.default.createDirectory(atPath: mount.root, withIntermediateDirectories: true)
+        let before = try TestServers.nginxRequests(containing: "/\(prefix)/transformer/").count
+        try mount.mount()
+        let full = try Python.run(load, [path, "1"])
+        #expect(full.status == 0, "\(full.output)")
+        Thread.sleep(forTimeInterval: 2)
+        let requests = Array(try TestServers.nginxRequests(containing: "/\(prefix)/transformer/").dropFirst(before))
+        let total = requests.reduce(Int64(0)) { $0 + $1.bytes }
+        #expect(total >= size - (1 << 20) && total <= size + size / 50, "a full load fetched \(total) of \(size) bytes")
+        // The tensors in the order their first byte was asked for, against the loader's order.
+        let names = try Python.run("""
+            import json, sys
+            from safetensors import safe_open
+            with safe_open(sys.argv[1], "np") as f:
+                print(json.dumps([k for k in f.keys() if k.endswith(".attn.weight")]))
+            """, [path])
+        let keys = try #require(names.json as? [String])
+        let numbers = keys.compactMap { Int($0.split(separator: ".").dropFirst().first ?? "") }
+        #expect(numbers.count == 16)
+        let ranges: [ClosedRange<Int64>] = requests.compactMap { request in
+            guard request.range.hasPrefix("bytes=") else { return nil }
+            let bounds = request.range.dropFirst(6).split(separator: "-").compactMap { Int64($0) }
+            return bounds.count == 2 && bounds[0] <= bounds[1] ? bounds[0]...bounds[1] : nil
+        }
+        // make_model.py's tensors: 16 MiB each here, in numeric order after a header of a few
+        // KiB, so the middle of tensor n is at 16n + 8 MiB. The request that fetched the middle
+        // counts (the kernel reads around a page fault, so a MiB at either end of a tensor is
+        // fetched when its neighbour is read).
+        let firstAsked = numbers.map { number in ranges.firstIndex { $0.contains(Int64(number) << 24 + 8 << 20) } ?? ranges.count }
+        let inOrder = zip(firstAsked, firstAsked.dropFirst()).filter { $0 <= $1 + 8 }.count   // 8: parallel requests finish out of order
+        #expect(Double(inOrder) >= 0.9 * Double(firstAsked.count - 1),
+                "\(inOrder) of \(firstAsked.count - 1) tensors were fetched after the one the loader reads before them: \(zip(numbers, firstAsked).map { "\($0):\($1)" })")
         try mount.unmount()
         try? FileManager.default.removeItem(atPath: try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix)
     }
