@@ -184,6 +184,14 @@ public final class FetchScheduler: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Starts the workers now rather than with the first job (a mount, whose first read
+    /// should not wait for threads to start).
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        if !started && !stopping { startWorkers() }
+    }
+
     /// Queues `job` at `priority`; the ticket allows promoting it later. The job is given its
     /// pulse to report progress on.
     @discardableResult

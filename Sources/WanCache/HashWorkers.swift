@@ -44,6 +44,14 @@ public final class HashWorkers: @unchecked Sendable {
         condition.broadcast()
     }
 
+    /// Starts the workers now rather than with the first job (a mount, whose first read
+    /// should not wait for threads to start).
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        if !started && !stopping { startThreads() }
+    }
+
     /// Whether the workers run (they start with the first job).
     var isStarted: Bool {
         condition.lock()

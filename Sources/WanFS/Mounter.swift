@@ -69,6 +69,7 @@ public final class Mounter: Sendable {
             var settings = CacheEngine.Settings(config)
             settings.verifyMode = options.verify
             engine = try CacheEngine(config: config, registry: registry, settings: settings)
+            try engine.warmUp()
             var fsSettings = WanFileSystem.Settings()
             fsSettings.maxReadahead = options.maxReadahead
             fsSettings.hydrateOnOpen = options.hydrateOnOpen
