@@ -109,14 +109,19 @@ bench_ensure() {
 }
 
 # The 2 GiB two-shard safetensors model of the mount rows (made once) and its helpers; sets
-# model, dir, id, shards, rels, bytes. mountit [keep] mounts it cold (or over the kept cache).
+# model, dir, id, shards, rels, bytes, name (its folder under bench/). mountit [keep] mounts it cold (or over the kept cache).
 model_setup() {
-    model="$data/mountmodel" dir="$work/mount" id=bench-st@1.0
+    # WAN_BENCH_TENSOR_MIB: the size of the model's weight tensors (default 4 MiB, as large as
+    # its 4 MiB chunks: a half load then needs every chunk to verify what it reads).
+    local tensor_mib=${WAN_BENCH_TENSOR_MIB:-4}
+    name=mountmodel
+    [[ $tensor_mib == 4 ]] || name=mountmodel-t$tensor_mib
+    model="$data/$name" dir="$work/mount" id=bench-st@1.0
     if [[ ! -f "$model/models.toml" ]]; then
-        echo "== generating a 2 GiB safetensors model" >&2
+        echo "== generating a 2 GiB safetensors model ($tensor_mib MiB tensors)" >&2
         rm -rf "$model"
-        python3 scripts/make_model.py "$model/files" --shards 2 --shard-mib 1024 --manifest "$model/models.toml.tmp" \
-            --model-id "$id" --source "$WAN_TEST_HTTP/bench/mountmodel/files" >&2
+        python3 scripts/make_model.py "$model/files" --shards 2 --shard-mib 1024 --tensor-mib "$tensor_mib" --manifest "$model/models.toml.tmp" \
+            --model-id "$id" --source "$WAN_TEST_HTTP/bench/$name/files" >&2
         mv "$model/models.toml.tmp" "$model/models.toml"
     fi
     shards=("$model"/files/transformer/*.safetensors)
@@ -134,7 +139,7 @@ mountit() {
     [[ "${1:-}" == keep ]] || rm -rf "$dir/root"
     "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$model/models.toml"
 }
-served() { awk -v p="/bench/mountmodel/" 'index($1, p) { s += $3 } END { printf "%.0f\n", s }' "$WAN_TEST_HTTP_LOG"; }
+served() { awk -v p="/bench/$name/" 'index($1, p) { s += $3 } END { printf "%.0f\n", s }' "$WAN_TEST_HTTP_LOG"; }
 load_py='
 import sys
 from safetensors import safe_open
@@ -171,7 +176,7 @@ os.close(fd)'
 cold_pair() {
     local t0 r before
     t0=$(now)
-    for r in "${rels[@]}"; do curl -s -o /dev/null "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; done
+    for r in "${rels[@]}"; do curl -s -o /dev/null "$WAN_TEST_HTTP/bench/$name/files/$r"; done
     curl_seq+=("$(since "$t0")")
     mountit; t0=$(now)
     for r in "${rels[@]}"; do cat "$dir/mnt/$id/$r" >/dev/null; done
@@ -183,7 +188,7 @@ cold_pair() {
     mnt_dd+=("$(since "$t0")")
     rm -rf "$dir/local"; mkdir -p "$dir/local"; t0=$(now)
     local locals=()
-    for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/mountmodel/files/$r"; locals+=("$dir/local/${r##*/}"); done
+    for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/$name/files/$r"; locals+=("$dir/local/${r##*/}"); done
     curl_file+=("$(since "$t0")")
     python3 -c "$load_py" "${locals[@]}" >/dev/null
     base_load+=("$(since "$t0")")
@@ -192,13 +197,15 @@ cold_pair() {
     base_half+=("$(awk -v d="${curl_file[-1]}" -v h="$(since "$t1")" 'BEGIN {print d + h}')")   # download, then half load
     rm -rf "$dir/local"
     mountit; before=$(served); t0=$(now)
-    python3 -c "$load_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
-    mnt_load+=("$(since "$t0")")
-    sleep 1; fetched+=("$(( $(served) - before ))")
-    mountit; before=$(served); t0=$(now)
     python3 -c "$half_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
     mnt_half+=("$(since "$t0")")
     sleep 1; fetched_half+=("$(( $(served) - before ))")
+    # The full load last: its complete cache stays for the warm rows (a half load leaves
+    # files partial).
+    mountit; before=$(served); t0=$(now)
+    python3 -c "$load_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
+    mnt_load+=("$(since "$t0")")
+    sleep 1; fetched+=("$(( $(served) - before ))")
 }
 # cold_rows LABEL TARGET-SEQ TARGET-LOAD: the rows of the cold_pair medians.
 cold_rows() {
@@ -221,7 +228,7 @@ cold_rows() {
 }
 
 bench_mount() {
-    local model dir id bytes shards rels
+    local model dir id bytes shards rels name
     model_setup
     local curl_seq=() mnt_seq=() mnt_dd=() curl_file=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
     local base_half=() mnt_half=() fetched_half=()
@@ -230,7 +237,7 @@ bench_mount() {
         # Time to first byte of a cold file, each timed inside its own process: curl's own
         # time_total for a 1-byte range, and open + read(1) in Python through a fresh mount.
         local t0
-        curl_ttfb+=("$(curl -s -r 0-0 -o /dev/null -w '%{time_total}' "$WAN_TEST_HTTP/bench/mountmodel/files/${rels[1]}")")
+        curl_ttfb+=("$(curl -s -r 0-0 -o /dev/null -w '%{time_total}' "$WAN_TEST_HTTP/bench/$name/files/${rels[1]}")")
         mountit; mnt_ttfb+=("$(python3 -c "$ttfb_py" "$dir/mnt/$id/${rels[1]}")")
         # Cold sequential read and full safetensors load: cold mount vs curl (to disk, then load
         # from disk). The load's cache stays for the warm rows.
@@ -272,7 +279,7 @@ bench_shaped() {
     tc class add dev lo parent 1: classid 1:10 htb rate 100gbit 2>/dev/null
     tc class add dev lo parent 1: classid 1:20 htb rate "$link" ceil "$link" burst 4m cburst 4m 2>/dev/null
     tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$port" 0xffff flowid 1:20
-    local model dir id bytes shards rels
+    local model dir id bytes shards rels name
     model_setup
     local curl_seq=() mnt_seq=() mnt_dd=() curl_file=() base_load=() mnt_load=() fetched=() rss=() base_half=() mnt_half=() fetched_half=()
     for _ in $(seq "$runs"); do cold_pair; done

@@ -2,9 +2,10 @@ import Synchronization
 import WanCache
 
 /// What to fetch ahead of the readers of one file. A `.safetensors` file gets the
-/// tensor-aware plan (``TensorReadahead``) for reads of its data once its header has arrived;
-/// everything else (other files, the header itself, a header that does not parse) gets the
-/// stream tracker's offset-based readahead.
+/// tensor-aware plan (``TensorReadahead``) for reads of its data once its header has arrived,
+/// when its tensors are large against a fetch granule (half of its bytes in tensors of at
+/// least two chunks); everything else (other files, the header itself, a header that does
+/// not parse, tensors as small as chunks) gets the stream tracker's offset-based readahead.
 final class FileReadahead: Sendable {
     private struct Tensors {
         enum Phase { case waitingForHeader, reading, known, none }
@@ -42,7 +43,12 @@ final class FileReadahead: Sendable {
         let size = fetcher.content.size
         var outcome = Tensors.Phase.none
         var layout: SafetensorsLayout?
-        defer { tensors.withLock { $0.phase = outcome; $0.plan = layout.map { TensorReadahead(layout: $0, minimumStep: minimumStep) } } }
+        defer {
+            tensors.withLock {
+                $0.phase = outcome
+                $0.plan = layout.map { TensorReadahead(layout: $0, minimumStep: minimumStep, granule: fetcher.blockSize) }
+            }
+        }
         // A header that cannot be read or parsed leaves the file to the stream tracker.
         do {
             guard size >= 8, fetcher.isPresent(0..<8),
@@ -54,6 +60,10 @@ final class FileReadahead: Sendable {
                 return
             }
             layout = SafetensorsLayout(header: try Self.bytes(fetcher, 8..<(8 + length), timeout: timeout), fileSize: size)
+            // Tensors about as small as a fetch granule (the manifest's chunk) gain nothing
+            // from being read by tensor: skipping one saves no fetch, since its chunks are
+            // shared with its neighbours. The stream readahead fetches such files faster.
+            if let known = layout, known.typicalTensorSize < 2 * fetcher.blockSize { layout = nil }
             outcome = layout == nil ? .none : .known
         } catch {
             return

@@ -87,6 +87,20 @@ struct SafetensorsLayout: Sendable, Equatable {
         enum CodingKeys: String, CodingKey { case offsets = "data_offsets" }
     }
 
+    /// The size of tensor that holds the middle byte of the data, when tensors are sorted by
+    /// size: half of the bytes lie in tensors at least this large (a median by bytes, not by
+    /// count: the many small norms and biases of a model hold few of its bytes).
+    var typicalTensorSize: Int64 {
+        let sizes = tensors.map(\.size).sorted()
+        let total = sizes.reduce(0, +)
+        var seen: Int64 = 0
+        for size in sizes {
+            seen += size
+            if seen * 2 >= total { return size }
+        }
+        return 0
+    }
+
     /// The tensor (index into `tensors`) whose bytes hold `offset`, if any (not the header,
     /// not padding between tensors). Empty tensors hold nothing.
     func tensor(at offset: Int64) -> Int? {

@@ -11,7 +11,10 @@
 ///   lists them, which transformers and diffusers follow) make a load: the next tensors in
 ///   that order are fetched ahead, up to a window that grows with the bytes the load has read
 ///   (capped by `maxWindow`). The same holds for the file's own order (`cat`, `dd`, loaders
-///   that sort by offset). Both orders are followed at once when they agree.
+///   that sort by offset), where a tensor also follows the one before when what lies between
+///   is less than a fetch granule (tensors as small as the manifest's chunks: every chunk
+///   is needed anyway, and a stream fetches them fastest). Both orders are followed at once
+///   when they agree.
 /// - Any other pattern (every other tensor, a few tensors of a large file) fetches only the
 ///   tensors it touches: nothing between them.
 ///
@@ -20,6 +23,10 @@ struct TensorReadahead: Sendable {
     let layout: SafetensorsLayout
     /// The least a first read of a tensor fetches ahead, and the first window of a load.
     let minimumStep: Int64
+    /// What one fetch brings at least (the manifest's chunk, else a block): a tensor that
+    /// starts within one granule after the end of the one read before follows it in the
+    /// file's order, since skipping what lies between saves no fetch.
+    let granule: Int64
 
     /// A tensor counts as read once this much of it was (or all of it, if smaller): the
     /// kernel reads up to `max_read` past what a page fault asks, so the first bytes of the
@@ -29,22 +36,36 @@ struct TensorReadahead: Sendable {
     /// row happen by chance when a reader skips tensors, three rarely do.
     static let runToFollow = 2
 
+    /// Loads interleave (a loader in name order walks several regions of the file in turn):
+    /// this many runs are kept, like the stream tracker's streams.
+    static let maxRuns = 16
+
+    /// A run of tensors read one after the other: in name order, in file order, or both.
+    private struct Run {
+        /// The tensor counted last in this run.
+        var last: Int
+        var nameRun = 0, fileRun = 0
+        /// Bytes of the run's tensors: its look-ahead window.
+        var bytes: Int64
+        /// The furthest place in each order the run's look-ahead has reached.
+        var nameFrontier = 0, fileFrontier = 0
+        var lastUse: UInt64
+    }
+
     /// Bytes read of each tensor so far.
     private var consumed: [Int: Int64] = [:]
-    /// The tensor counted as read last, and the runs it extends: consecutive tensors read in
-    /// name order / in file order, and the bytes of the longer run.
-    private var last: Int?
-    private var nameRun = 0, fileRun = 0
-    private var runBytes: Int64 = 0
+    private var runs: [Run] = []
+    /// The run the tensor counted last joined.
+    private var active: Int?
+    private var clock: UInt64 = 0
     /// How far each tensor has been asked for (absolute offset): by reads inside it, or by a
     /// load's look-ahead.
     private var requested: [Int: Int64] = [:]
-    /// The furthest place in each order the look-ahead has reached.
-    private var nameFrontier = 0, fileFrontier = 0
 
-    init(layout: SafetensorsLayout, minimumStep: Int64 = 16 << 20) {
+    init(layout: SafetensorsLayout, minimumStep: Int64 = 16 << 20, granule: Int64 = 0) {
         self.layout = layout
         self.minimumStep = minimumStep
+        self.granule = max(0, granule)
     }
 
     /// Records a read of `length` bytes at `offset`; returns the ranges to fetch ahead, in the
@@ -72,30 +93,50 @@ struct TensorReadahead: Sendable {
         }
 
         // A load: the next tensors in its order, up to the window.
-        guard let last else { return wanted }
-        let window = min(maxWindow, max(minimumStep, runBytes))
-        if nameRun >= Self.runToFollow {
-            let (ranges, frontier) = lookAhead(after: last, order: nil, frontier: nameFrontier, window: window)
+        guard let active else { return wanted }
+        var run = runs[active]
+        let window = min(maxWindow, max(minimumStep, run.bytes))
+        if run.nameRun >= Self.runToFollow {
+            let (ranges, frontier) = lookAhead(after: run.last, order: nil, frontier: run.nameFrontier, window: window)
             wanted += ranges
-            nameFrontier = frontier
+            run.nameFrontier = frontier
         }
-        if fileRun >= Self.runToFollow {
-            let (ranges, frontier) = lookAhead(after: layout.filePosition[last], order: layout.fileOrder, frontier: fileFrontier, window: window)
+        if run.fileRun >= Self.runToFollow {
+            let (ranges, frontier) = lookAhead(after: layout.filePosition[run.last], order: layout.fileOrder, frontier: run.fileFrontier, window: window)
             wanted += ranges
-            fileFrontier = frontier
+            run.fileFrontier = frontier
         }
+        runs[active] = run
         return wanted
     }
 
-    /// `index` is counted as read: it extends the runs that end at the tensor read before it.
+    /// `index` is counted as read: it extends the run whose last tensor it follows (in name
+    /// order, or in file order with less than a granule between them), or starts a new one.
     private mutating func counted(_ index: Int) {
-        if let last {
-            nameRun = index == last + 1 ? nameRun + 1 : 0
-            fileRun = layout.filePosition[index] == layout.filePosition[last] + 1 ? fileRun + 1 : 0
-        }
+        clock += 1
         let size = layout.tensors[index].size
-        runBytes = nameRun > 0 || fileRun > 0 ? runBytes + size : size
-        last = index
+        if let place = runs.firstIndex(where: { index == $0.last + 1 || follows(index, $0.last) }) {
+            var run = runs[place]
+            run.nameRun = index == run.last + 1 ? run.nameRun + 1 : 0
+            run.fileRun = follows(index, run.last) ? run.fileRun + 1 : 0
+            run.bytes += size
+            run.last = index
+            run.lastUse = clock
+            runs[place] = run
+            active = place
+            return
+        }
+        if runs.count >= Self.maxRuns, let oldest = runs.indices.min(by: { runs[$0].lastUse < runs[$1].lastUse }) {
+            runs.remove(at: oldest)
+        }
+        runs.append(Run(last: index, bytes: size, lastUse: clock))
+        active = runs.count - 1
+    }
+
+    /// Whether `index` comes after `last` in the file with less than a granule between them.
+    private func follows(_ index: Int, _ last: Int) -> Bool {
+        layout.filePosition[index] > layout.filePosition[last]
+            && layout.tensors[index].range.lowerBound - layout.tensors[last].range.upperBound <= granule
     }
 
     /// The tensors after `place` in an order (`order` maps places to tensor indices; nil is

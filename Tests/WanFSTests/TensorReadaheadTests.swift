@@ -76,6 +76,14 @@ import WanTestSupport
         }
     }
 
+    @Test func theTypicalTensorSizeIsAMedianByBytes() throws {
+        // A block of a real model: four big weights and many small norms.
+        var tensors: [(String, Int64)] = (0..<4).map { ("w\($0)", Int64(50 << 20)) }
+        tensors += (0..<40).map { ("norm\($0)", Int64(10 << 10)) }
+        #expect(try Self.layout(tensors).typicalTensorSize == 50 << 20)
+        #expect(try Self.mixedModel().typicalTensorSize == 4 << 20)
+    }
+
     @Test func aHostileHeaderGivesNoLayout() {
         let size: Int64 = 10_000
         for json in [
@@ -163,6 +171,31 @@ import WanTestSupport
         let (asked, _) = Self.load(layout, order: read, readSize: 992 << 10)
         for index in Set(layout.tensors.indices).subtracting(read) {
             #expect(!asked.contains { $0.overlaps(layout.tensors[index].range) }, "\(layout.tensors[index].name) was fetched, never read")
+        }
+    }
+
+    /// Tensors as small as the fetch granule (4 MiB tensors in 4 MiB chunks, not aligned):
+    /// skipping one saves no fetch, so every other tensor in file order is a stream, fetched ahead.
+    @Test func skippingLessThanAGranuleIsStillAStream() throws {
+        let layout = try Self.layout((0..<64).map { (String(format: "t%02d", $0), Int64(4 << 20)) })
+        let read = Array(stride(from: 0, to: 64, by: 2))
+        var planner = TensorReadahead(layout: layout, minimumStep: 16 << 20, granule: 4 << 20)
+        var asked: [Range<Int64>] = []
+        var unannounced = 0
+        for (position, index) in read.enumerated() {
+            let range = layout.tensors[index].range
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                if position >= 3 && !asked.contains(where: { $0.contains(offset) }) { unannounced += 1 }
+                asked += planner.access(offset: offset, length: 1 << 20, maxWindow: 256 << 20)
+                offset += 1 << 20
+            }
+        }
+        #expect(unannounced == 0, "\(unannounced) reads found nothing asked ahead")
+        // With 1 MiB chunks the same reads skip whole chunks: nothing between them is fetched.
+        let (fine, _) = Self.load(layout, order: read, readSize: 1 << 20)
+        for index in Set(layout.tensors.indices).subtracting(read) {
+            #expect(!fine.contains { $0.overlaps(layout.tensors[index].range) })
         }
     }
 
