@@ -136,10 +136,10 @@ public final class CacheEngine: Sendable {
     /// A mount calls it before it answers, so nothing of this stands between a reader's first
     /// read and its bytes (the state database alone took 12 ms to create on a first open).
     public func warmUp() throws {
-        _ = try state()
-        _ = try root.tmp()
         scheduler.start()
         hashWorkers.start()
+        _ = try state()
+        _ = try root.tmp()
     }
 
     /// The directory name of a spec's variant under `wan22/` (and in the mount).

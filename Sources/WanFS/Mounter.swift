@@ -69,7 +69,8 @@ public final class Mounter: Sendable {
             var settings = CacheEngine.Settings(config)
             settings.verifyMode = options.verify
             engine = try CacheEngine(config: config, registry: registry, settings: settings)
-            try engine.warmUp()
+            // Best effort: what fails here fails again, with its error, on the read that needs it.
+            do { try engine.warmUp() } catch { logger.warning("could not prepare the cache before the first read: \(error)") }
             var fsSettings = WanFileSystem.Settings()
             fsSettings.maxReadahead = options.maxReadahead
             fsSettings.hydrateOnOpen = options.hydrateOnOpen
