@@ -4,8 +4,9 @@
 #   bash scripts/package.sh [--output DIR]      (default DIR: .build/package; prints the .deb's path)
 #
 # The binaries carry the Swift runtime (--static-swift-stdlib) and libfuse 3.17 (built static
-# by scripts/libfuse.sh --static), so the package needs no Swift toolchain and passthrough works
-# on Debian 12, whose own libfuse is 3.14. Depends: comes from dpkg-shlibdeps (Debian 12's
+# by scripts/libfuse.sh --static), so the package needs no Swift toolchain and can use FUSE
+# passthrough on Debian 12, whose own libfuse is 3.14 (the kernel must be 6.9 or later for it:
+# Debian 12's backports kernel; on its 6.1 kernel every read goes through the daemon). Depends: comes from dpkg-shlibdeps (Debian 12's
 # libcurl, libssl, libsqlite3, libc) plus fuse3 (fusermount3 for non-root mounts).
 #
 # The package installs:
@@ -44,6 +45,7 @@ mkdir -p "$work" "$output"
 echo "== libfuse (static)" >&2
 bash scripts/libfuse.sh --static --prefix "$work/libfuse"
 pc=$(find "$work/libfuse" -name fuse3.pc | head -1)
+[[ -n $pc ]] || { echo "package.sh: the static libfuse build left no fuse3.pc under $work/libfuse" >&2; exit 1; }
 
 echo "== swift build -c release --static-swift-stdlib" >&2
 scratch=$work/swift

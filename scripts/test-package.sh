@@ -8,7 +8,7 @@
 #      package's /sbin and /usr/bin are laid over the host's (overlayfs), so mount(8) finds the
 #      packaged helper without installing anything on this machine; a file is read through the
 #      mount and checked against its source, `wan models status --mount` reports it present and
-#      FUSE passthrough negotiated (libfuse 3.17 inside), umount ends it.
+#      (on Linux >= 6.9) FUSE passthrough negotiated (libfuse 3.17 inside), umount ends it.
 #
 #   bash scripts/test-package.sh [PATH.deb]   (default: the one package.sh builds)
 # Needs root (mount namespaces, FUSE), lintian, python3 with numpy + safetensors (make_model.py).
@@ -36,7 +36,7 @@ set +e
 lintian --fail-on error "$deb" >"$work/lintian.log" 2>&1
 status=$?
 set -e
-grep -v 'running lintian as root' "$work/lintian.log" >&2 || true
+grep -v 'running with root privileges is not recommended' "$work/lintian.log" >&2 || true
 ((status == 0)) || fail "lintian exits $status (its errors are above)"
 
 echo "== Depends" >&2
@@ -85,6 +85,8 @@ sbin=$(readlink -f /sbin) usrbin=$(readlink -f /usr/bin)
 # Everything below runs in a private mount namespace: the overlays and the FUSE mount end with it.
 unshare --mount --propagation private bash -euo pipefail -c '
     target=$1 work=$2 sbin=$3 usrbin=$4 file=$5
+    # A failed check must not leave the daemon running in this namespace.
+    trap "umount -l \"$work/mnt\" 2>/dev/null || true" EXIT
     mount -t overlay overlay -o "lowerdir=$target/sbin:$sbin" "$sbin"
     mount -t overlay overlay -o "lowerdir=$target/usr/bin:$usrbin" "$usrbin"
     cmp -s /usr/bin/wan "$target/usr/bin/wan" || { echo "/usr/bin/wan is not the packaged one" >&2; exit 1; }
@@ -96,7 +98,10 @@ unshare --mount --propagation private bash -euo pipefail -c '
     umount "$work/mnt"
     ! grep -q " $work/mnt " /proc/self/mounts || { echo "still mounted after umount" >&2; exit 1; }
 ' _ "$target" "$work" "$sbin" "$usrbin" "$file" || fail "mount -t wanfs through the packaged helper (above)"
-python3 - "$work/status.json" "$file" "$(stat -c %s "$source_dir/pkg/$file")" <<'EOF' \
+# FUSE passthrough needs Linux 6.9 or later (Debian 12's own kernel is 6.1: reads then go through
+# the daemon); where the kernel has it, the helper's libfuse 3.17 must negotiate it.
+kernel_has_passthrough=$(uname -r | awk -F'[.-]' '{print ($1 > 6 || ($1 == 6 && $2 >= 9)) ? 1 : 0}')
+python3 - "$work/status.json" "$file" "$(stat -c %s "$source_dir/pkg/$file")" "$kernel_has_passthrough" <<'EOF' \
     || fail "wan models status --mount did not report the file read through the mount as present"
 import json, sys
 status, path, size = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
@@ -104,7 +109,8 @@ model = next(m for m in status["models"] if m["model_id"] == "pkg@1.0.0")
 assert path not in model["missing_files"], model
 assert model["bytes_present"] >= size, model
 # libfuse 3.17 is inside the helper: the kernel serves complete files from the cache directly.
-assert status["mount"].get("passthrough") is True, status["mount"]
+if sys.argv[4] == "1":
+    assert status["mount"].get("passthrough") is True, status["mount"]
 EOF
 
 echo "== dpkg --purge" >&2

@@ -51,8 +51,14 @@ final class FileReadahead: Sendable {
         }
         // A header that cannot be read or parsed leaves the file to the stream tracker.
         do {
-            guard size >= 8, fetcher.isPresent(0..<8),
-                  let length = SafetensorsLayout.headerLength(prefix: try Self.bytes(fetcher, 0..<8, timeout: timeout), fileSize: size)
+            guard size >= 8 else { return }
+            guard fetcher.isPresent(0..<8) else {
+                // The first read landed elsewhere (a parallel reader's page fault): ask for the start.
+                fetcher.prefetch(0..<min(size, fetcher.blockSize), priority: .readahead)
+                outcome = .waitingForHeader
+                return
+            }
+            guard let length = SafetensorsLayout.headerLength(prefix: try Self.bytes(fetcher, 0..<8, timeout: timeout), fileSize: size)
             else { return }
             guard fetcher.isPresent(8..<(8 + length)) else {
                 fetcher.prefetch(0..<(8 + length), priority: .readahead)

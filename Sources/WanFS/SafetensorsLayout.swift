@@ -63,7 +63,11 @@ struct SafetensorsLayout: Sendable, Equatable {
         }
         // Python sorts str keys by code point; Swift's String order is by Unicode scalars too.
         tensors.sort { (a: Tensor, b: Tensor) in a.name.unicodeScalars.lexicographicallyPrecedes(b.name.unicodeScalars) }
-        let fileOrder = tensors.indices.sorted { (tensors[$0].range.lowerBound, $0) < (tensors[$1].range.lowerBound, $1) }
+        // By start; of tensors that share a start, the empty ones first, so the last tensor that
+        // starts at or before an offset is the only one that can hold it.
+        let fileOrder = tensors.indices.sorted {
+            (tensors[$0].range.lowerBound, tensors[$0].range.isEmpty ? 0 : 1, $0) < (tensors[$1].range.lowerBound, tensors[$1].range.isEmpty ? 0 : 1, $1)
+        }
         // Tensors never overlap in a real file (the reference reader refuses it); that also
         // bounds every sum below by the file's size.
         for (earlier, later) in zip(fileOrder, fileOrder.dropFirst())
@@ -111,14 +115,8 @@ struct SafetensorsLayout: Sendable, Equatable {
             let middle = (low + high) / 2
             if tensors[fileOrder[middle]].range.lowerBound <= offset { low = middle + 1 } else { high = middle }
         }
-        var place = low - 1
-        // Tensors may share a start (empty ones): take the one that holds the offset.
-        while place >= 0 {
-            let index = fileOrder[place]
-            if tensors[index].range.contains(offset) { return index }
-            if tensors[index].range.lowerBound < offset && !tensors[index].range.isEmpty { return nil }
-            place -= 1
-        }
-        return nil
+        guard low > 0 else { return nil }
+        let index = fileOrder[low - 1]
+        return tensors[index].range.contains(offset) ? index : nil
     }
 }

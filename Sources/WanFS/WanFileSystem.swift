@@ -263,7 +263,8 @@ public final class WanFileSystem: Sendable {
             }
             usage.read(model: model, bytes: end - offset)
             // After the first reads of a .safetensors file its header is here: plan by tensor.
-            readahead?.learnLayout(from: fetcher, timeout: settings.readTimeout, minimumStep: Self.tensorStep)
+            // (A hint: its bytes are here, so a short wait; it never holds this reply for long.)
+            readahead?.learnLayout(from: fetcher, timeout: 1, minimumStep: Self.tensorStep)
             return .file(file, offset: offset, count: Int(end - offset))
         } catch {
             throw .io("\(fetcher.content.path) bytes \(offset)..<\(end): \(error)")
