@@ -76,18 +76,12 @@ final class FileReadahead: Sendable {
         }
     }
 
+    /// The bytes of `range`, already present: a hint is read at readahead priority, never
+    /// ahead of a reader's demand.
     private static func bytes(_ fetcher: FileFetcher, _ range: Range<Int64>, timeout: Double) throws -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: range.count)
-        var done = 0
-        try bytes.withUnsafeMutableBytes { buffer in
-            while done < buffer.count {
-                let count = try fetcher.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]),
-                                             at: range.lowerBound + Int64(done), timeout: timeout)
-                guard count > 0 else { break }
-                done += count
-            }
-        }
-        guard done == bytes.count else { throw FSError.io("short read of the safetensors header") }
+        let file = try fetcher.prepareRead(range, priority: .readahead, timeout: timeout)
+        let bytes = try file.descriptor.read(count: range.count, at: range.lowerBound)
+        guard bytes.count == range.count else { throw FSError.io("short read of the safetensors header") }
         return bytes
     }
 }
