@@ -9,6 +9,8 @@
 #   testenv/servers.sh env      export lines:  eval "$(testenv/servers.sh env)"
 #   testenv/servers.sh verify   end-to-end checks of every server (python, needs them running)
 #   testenv/servers.sh olah-sync   re-seed olah after adding repos under $STATE/data/hf-repos
+#   testenv/servers.sh clean    remove what tests and benchmarks uploaded (the servers' data, a few
+#                               GB after a full test run); refused while a server runs
 #
 # State (data, logs, pids) lives in ${WAN_TEST_STATE:-/tmp/wan-testenv}.
 set -euo pipefail
@@ -537,6 +539,22 @@ cmd_stop() {
     done
 }
 
+# The servers' data is scratch: every test uploads its own files under a unique prefix and
+# `start` recreates the samples, so removing it between runs keeps a machine's disk from filling.
+cmd_clean() {
+    local name running=()
+    for name in "${SERVERS[@]}"; do
+        if alive "$name"; then running+=("$name"); fi
+    done
+    if ((${#running[@]})); then
+        die "not cleaning: still running: ${running[*]} (run '$0 stop' first)"
+    fi
+    local freed
+    freed=$(du -shc "$DATA" "$STATE/olah-back" "$STATE/olah-front" 2>/dev/null | awk 'END { print $1 }') || true
+    rm -rf "$DATA" "$STATE/olah-back" "$STATE/olah-front" "$STATE/nginx/tmp"
+    log "removed the servers' data under $STATE (${freed:-nothing})"
+}
+
 cmd_status() {
     local name rc=0 pid
     for name in "${SERVERS[@]}"; do
@@ -576,8 +594,9 @@ case "${1:-}" in
     env) cmd_env ;;
     verify) cmd_verify ;;
     olah-sync) olah_sync ;;
+    clean) cmd_clean ;;
     *)
-        echo "usage: $0 start|stop|status|env|verify|olah-sync" >&2
+        echo "usage: $0 start|stop|status|env|verify|olah-sync|clean" >&2
         exit 2
         ;;
 esac
