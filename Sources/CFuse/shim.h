@@ -27,6 +27,24 @@ static inline int wan_fuse_session_loop_mt(struct fuse_session *se, struct fuse_
     return fuse_session_loop_mt(se, config);
 }
 
+/// Serves the session over `fd`, a /dev/fuse descriptor it did not open (a mount taken
+/// over), or over its own after mounting, through our read/writev/splice functions.
+static inline int wan_fuse_session_custom_io(struct fuse_session *se, const struct fuse_custom_io *io, int fd) {
+    return fuse_session_custom_io(se, io, fd);
+}
+
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/mount.h>
+/// splice(2) (declared by fcntl.h only with _GNU_SOURCE).
+extern ssize_t splice(int fd_in, __off64_t *off_in, int fd_out, __off64_t *off_out, size_t len, unsigned int flags);
+static inline ssize_t wan_splice(int fd_in, __off64_t *off_in, int fd_out, __off64_t *off_out, size_t len, unsigned int flags) {
+    return splice(fd_in, off_in, fd_out, off_out, len, flags);
+}
+
+/// The calling thread's kernel id.
+static inline pid_t wan_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
 /// Replies to a read with `size` bytes of `fd` at `pos` (spliced from the file when the
 /// kernel and libfuse can, copied otherwise) — the data never passes through our buffers.
 static inline int wan_fuse_reply_fd(fuse_req_t req, int fd, off_t pos, size_t size, int splice_move) {

@@ -93,6 +93,11 @@ struct InodeTable: Sendable {
         self.previous = []
     }
 
+    /// A table of nodes checked elsewhere (``init(snapshot:)``).
+    init(restoring nodes: [Node]) {
+        self.nodes = nodes
+    }
+
     /// The directory at `path` (`a/b`, or empty for `base` itself) under `base`, made where missing.
     private mutating func directory(_ path: String, under base: UInt64, model: (key: String, spec: ModelSpec)?) -> UInt64 {
         var parent = base

@@ -45,6 +45,12 @@ public struct MountOptions: Sendable, Equatable {
     public var directIO = true
     /// `debug`: libfuse's request log on stderr.
     public var debug = false
+    /// `takeover`: take the FUSE connection of the daemon serving MOUNTPOINT (an upgrade or a
+    /// restart without unmounting); options not given are the running daemon's.
+    public var takeover = false
+    /// The wanfs options given, in order (`takeover` aside): what a daemon taking this one over
+    /// starts from.
+    public var given: [String] = []
     /// `-f`: stay in the foreground.
     public var foreground = false
     /// `-v`: say what is happening.
@@ -61,7 +67,8 @@ public struct MountOptions: Sendable, Equatable {
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
-                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "debug"]
+                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "debug",
+                        "takeover"]
 
     /// Parses `mount.wanfs` arguments: `MODELS_ROOT MOUNTPOINT [-o opts] [-f] [-n] [-v] [-s]`
     /// (options may come before or after the two paths, and `-o` may repeat).
@@ -153,10 +160,18 @@ public struct MountOptions: Sendable, Equatable {
             default: throw invalid(key, "is '\(value ?? "")'; use direct_io=auto or direct_io=off")
             }
         case "debug": debug = true
+        case "takeover":
+            takeover = true
+            return
         default:
             if Self.ignored.contains(key) || key.hasPrefix("x-") || key == "comment" { return }
             if sloppy { return }
             throw invalid(key, "is not a wanfs mount option (known: \(Self.known.joined(separator: ", ")); fstab's ro, defaults, noauto, _netdev, nofail, x-* are accepted)")
+        }
+        switch key {
+        case "manifest": given.append("manifest=\(manifest ?? "")")
+        case "config": given.append("config=\(config ?? "")")
+        default: given.append(item)
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import WanCache
 import WanCore
 import WanSources
@@ -14,21 +15,43 @@ public final class Mounter: Sendable {
     public let config: OrchestratorConfig
     public let registry: ModelRegistry
     private let logger: Logger
+    /// With `-o takeover`: the conversation with the daemon serving the mount now.
+    private let takeover: TakeoverClient?
 
     /// Checks everything that can be checked before mounting; throws clear errors (invalid
     /// options, invalid manifest, missing or busy mountpoint, unusable /dev/fuse).
     /// Creates no threads, so a caller may fork afterwards.
-    public init(options: MountOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
+    ///
+    /// With `-o takeover` the mountpoint must be served by a wanfs daemon, whose options are
+    /// the defaults of these; nothing of it changes here (a bad option or manifest is refused
+    /// before it is asked for anything).
+    public init(options given: MountOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
                 logger: Logger = Logger(label: "wanfs")) throws {
+        var options = given
+        if given.takeover {
+            let client = try TakeoverClient(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint)
+            var arguments = [given.modelsRoot, given.mountpoint]
+            for list in [client.options, given.given] where !list.isEmpty { arguments += ["-o", list.joined(separator: ",")] }
+            options = try MountOptions.parse(arguments)
+            options.takeover = true
+            options.foreground = given.foreground
+            options.verbose = given.verbose
+            takeover = client
+        } else {
+            takeover = nil
+        }
         self.options = options
         self.logger = logger
         config = try options.configuration(environment: environment)
         registry = try ModelRegistry(manifestPath: config.manifestPath)
-        try Mounter.checkMountpoint(options.mountpoint)
+        if takeover == nil { try Mounter.checkMountpoint(options.mountpoint) }
         try Mounter.checkFuseDevice()
         try FileSystem.createDirectories(options.modelsRoot)
         try FileSystem.createDirectories(ModelResolver(modelsRoot: options.modelsRoot).stateDir)
     }
+
+    /// The descriptors a forked daemon must keep (the conversation with the daemon it takes over).
+    public var descriptorsToKeep: [Int32] { takeover.map { [$0.descriptor] } ?? [] }
 
     /// Where a daemonized mount writes its log.
     public var logPath: String { ModelResolver(modelsRoot: options.modelsRoot).stateDir + "/mount.log" }
@@ -80,37 +103,65 @@ public final class Mounter: Sendable {
             fsSettings.passthrough = options.passthrough
             fsSettings.directIO = options.directIO
             fs = WanFileSystem(engine: engine, settings: fsSettings)
-            session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
-                                      maxRead: options.maxRead, debug: options.debug, logger: logger)
-            try session.mount()
+            if let takeover {
+                session = try adopt(from: takeover, fs: fs)
+            } else {
+                session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
+                                          maxRead: options.maxRead, debug: options.debug, logger: logger)
+                try session.mount()
+            }
         } catch {
             ready("\(error)")
             return 1
         }
-        logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
-        let mountpoint = options.mountpoint, maxRead = options.maxRead
-        Thread.detachNewThread {
-            // Ready means: the kernel answers for the mountpoint with our root. (Nothing may
-            // touch the mountpoint before the session loop runs: the kernel holds every call
-            // until FUSE INIT is answered.)
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline {
-                if let root = try? FileSystem.info(mountpoint), root.inode == 1 {
-                    Mounter.raiseKernelReadahead(root, kilobytes: maxRead / 1024)
-                    ready(nil)
-                    return
-                }
-                Thread.sleep(forTimeInterval: 0.02)
+        let listener = Mutex<TakeoverListener?>(nil)
+        let startListening: @Sendable () -> Void = { [self] in
+            do {
+                let started = try listen(session: session, fs: fs)
+                listener.withLock { $0 = started }
+            } catch {
+                logger.warning("this mount cannot be taken over (-o takeover): \(error)")
             }
-            ready("the mount at \(mountpoint) did not answer within 20 s")
+        }
+        if takeover == nil {
+            logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+            let mountpoint = options.mountpoint, maxRead = options.maxRead
+            Thread.detachNewThread {
+                // Ready means: the kernel answers for the mountpoint with our root. (Nothing may
+                // touch the mountpoint before the session loop runs: the kernel holds every call
+                // until FUSE INIT is answered.)
+                let deadline = Date().addingTimeInterval(20)
+                while Date() < deadline {
+                    if let root = try? FileSystem.info(mountpoint), root.inode == 1 {
+                        Mounter.raiseKernelReadahead(root, kilobytes: maxRead / 1024)
+                        startListening()
+                        SystemdNotify.send("READY=1")
+                        ready(nil)
+                        return
+                    }
+                    Thread.sleep(forTimeInterval: 0.02)
+                }
+                ready("the mount at \(mountpoint) did not answer within 20 s")
+            }
+        } else {
+            Thread.detachNewThread { [self] in
+                ready(confirmTakeover(session, startListening: startListening))
+            }
         }
         let gc = startGarbageCollection(engine)
         let reloads = reloadOnHangup(fs, session)
         let status = session.run()
+        let gone = handedOver.load(ordering: .acquiring)
+        listener.withLock { $0?.stop(removeFile: !gone) }
         reloads.cancel()
         gc?.cancel()
         fs.shutdown()
         engine.shutdown()
+        if gone {
+            // Digests in progress start again in the new daemon, which now owns the files.
+            logger.info("handed \(options.mountpoint) over to the new daemon; exiting without unmounting")
+            return 0
+        }
         // Files whose last bytes arrived are being verified: let them reach `.blobs/` (a
         // digest cut short is started again by the next mount, from the start of the file).
         if !engine.hashWorkers.waitUntilIdle(timeout: 60) {
@@ -118,6 +169,75 @@ public final class Mounter: Sendable {
         }
         logger.info("unmounted \(options.mountpoint)")
         return status
+    }
+
+    // MARK: - Takeover
+
+    /// Takes the connection of the daemon serving the mount: it parks, hands over its
+    /// /dev/fuse descriptor, its tree and its open handles; this daemon's manifest is shown
+    /// over that tree (as a reload would).
+    private func adopt(from takeover: TakeoverClient, fs: WanFileSystem) throws -> FuseSession {
+        // The running daemon waits for the requests it is serving; one read waits at most read_timeout.
+        let (descriptor, handover) = try takeover.takeOver(timeout: config.readTimeout + 30)
+        do {
+            let changes = try fs.adopt(handover.filesystem)
+            let session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
+                                          maxRead: options.maxRead, debug: options.debug, logger: logger,
+                                          adopting: (descriptor, handover.record))
+            try session.mount()
+            pendingInvalidations.withLock { $0 = changes }
+            return session
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    /// Set once another daemon serves this mount (this one then exits without unmounting).
+    private let handedOver = Atomic<Bool>(false)
+
+    /// What the kernel must forget of the previous daemon's tree, once this one serves.
+    private let pendingInvalidations = Mutex<WanFileSystem.Invalidations?>(nil)
+
+    /// Once the replayed INIT is answered, this daemon serves: the previous one is told (it
+    /// exits), the kernel forgets what the new manifest changed, and this daemon listens for
+    /// the next takeover. Returns nil, or why the mount is not served.
+    private func confirmTakeover(_ session: FuseSession, startListening: () -> Void) -> String? {
+        let deadline = Date().addingTimeInterval(20)
+        while session.negotiated == nil {
+            guard Date() < deadline else { return "the connection handed over did not start within 20 s" }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        guard let takeover else { return nil }
+        do { try takeover.confirmServing() } catch {
+            logger.warning("could not tell the previous daemon (pid \(takeover.pid)) that this one serves: \(error)")
+        }
+        if let changes = pendingInvalidations.withLock({ $0 }) { session.invalidate(changes) }
+        logger.info("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+        startListening()
+        return nil
+    }
+
+    /// Answers takeover requests for this mount.
+    private func listen(session: FuseSession, fs: WanFileSystem) throws -> TakeoverListener {
+        let readTimeout = config.readTimeout
+        let callbacks = TakeoverListener.Callbacks(
+            handOver: {
+                // A request being served (a cold read) finishes first; the longest wait is one read's.
+                guard let descriptor = session.pauseForHandover(timeout: readTimeout + 5), let record = session.negotiated else {
+                    return .failure(Takeover.Failure(message: "the mount is still serving a request; try again", code: .ioError))
+                }
+                return .success((descriptor, Takeover.Handover(record: record, filesystem: fs.handoverState)))
+            },
+            finish: { [self] pid in
+                handedOver.store(true, ordering: .releasing)
+                // Under systemd (Type=notify) the service goes on with the new daemon as its main process.
+                SystemdNotify.send("MAINPID=\(pid)")
+                session.finishHandover()
+            },
+            resume: { session.resumeAfterFailedHandover() })
+        return try TakeoverListener(path: Takeover.socketPath(modelsRoot: options.modelsRoot, mountpoint: options.mountpoint),
+                                    options: options.given, logger: logger, callbacks: callbacks)
     }
 
     /// SIGHUP (`wan models reload`) reads the manifest again and shows it: new models appear,

@@ -19,15 +19,22 @@ public final class PassthroughOpens: Sendable {
         case passthrough(backingID: Int32)
     }
 
-    private struct Inode {
+    struct Inode: Codable, Sendable, Equatable {
         var cachedOpens = 0
         var passthroughOpens = 0
         var backingID: Int32 = 0
     }
 
-    private struct State {
+    struct Open: Codable, Sendable, Equatable {
+        var ino: UInt64
+        var passthrough: Bool
+    }
+
+    /// Everything this keeps: a daemon taking over the connection carries it on, since the
+    /// kernel still holds these opens and backing ids.
+    struct State: Codable, Sendable, Equatable {
         var inodes: [UInt64: Inode] = [:]
-        var handles: [UInt64: (ino: UInt64, passthrough: Bool)] = [:]
+        var handles: [UInt64: Open] = [:]
         /// Set when the kernel refused a backing file: from then on every open is cached.
         var refused = false
     }
@@ -35,6 +42,13 @@ public final class PassthroughOpens: Sendable {
     private let state = Mutex(State())
 
     public init() {}
+
+    /// What this holds now (for the daemon taking over), and what it held in the daemon that
+    /// handed over (before any open of this one).
+    var saved: State {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
 
     /// Whether the kernel refused a backing file (say, the daemon lacks CAP_SYS_ADMIN); the
     /// mount then serves every read itself.
@@ -55,20 +69,20 @@ public final class PassthroughOpens: Sendable {
             defer { state.inodes[ino] = inode }
             if inode.passthroughOpens > 0 {
                 inode.passthroughOpens += 1
-                state.handles[handle] = (ino, true)
+                state.handles[handle] = Open(ino: ino, passthrough: true)
                 return .passthrough(backingID: inode.backingID)
             }
             if let backing, inode.cachedOpens == 0, !state.refused {
                 if let id = register(backing), id > 0 {
                     inode.passthroughOpens = 1
                     inode.backingID = id
-                    state.handles[handle] = (ino, true)
+                    state.handles[handle] = Open(ino: ino, passthrough: true)
                     return .passthrough(backingID: id)
                 }
                 state.refused = true
             }
             inode.cachedOpens += 1
-            state.handles[handle] = (ino, false)
+            state.handles[handle] = Open(ino: ino, passthrough: false)
             return .cached
         }
     }
@@ -77,7 +91,8 @@ public final class PassthroughOpens: Sendable {
     /// backing id to unregister when it was the inode's last passthrough open.
     public func release(handle: UInt64) -> Int32? {
         state.withLock { state in
-            guard let (ino, passthrough) = state.handles.removeValue(forKey: handle), var inode = state.inodes[ino] else { return nil }
+            guard let open = state.handles.removeValue(forKey: handle), var inode = state.inodes[open.ino] else { return nil }
+            let (ino, passthrough) = (open.ino, open.passthrough)
             var unregister: Int32?
             if passthrough {
                 inode.passthroughOpens -= 1

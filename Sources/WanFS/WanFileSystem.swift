@@ -53,7 +53,7 @@ public final class WanFileSystem: Sendable {
         public init() {}
     }
 
-    private struct Handle {
+    struct Handle {
         let ino: UInt64
         let model: String?
         let fetcher: FileFetcher?
@@ -67,12 +67,12 @@ public final class WanFileSystem: Sendable {
     public let engine: CacheEngine
     public let settings: Settings
     /// The tree and the manifest it was built from; replaced whole by ``reload(_:)``.
-    private let current: Mutex<(table: InodeTable, registry: ModelRegistry)>
+    let current: Mutex<(table: InodeTable, registry: ModelRegistry)>
     /// The manifest reloads so far (for `status.json` and `wan models reload`).
     private let reloads = Mutex(ReloadRecord())
     let usage: UsageRecorder
-    private let handles = Mutex<[UInt64: Handle]>([:])
-    private let nextHandle = Atomic<UInt64>(1)
+    let handles = Mutex<[UInt64: Handle]>([:])
+    let nextHandle = Atomic<UInt64>(1)
     private let trackers = Mutex<[UInt64: FileReadahead]>([:])
     /// Which opens the kernel serves from the blob itself (FUSE passthrough).
     public let passthrough = PassthroughOpens()
@@ -234,7 +234,8 @@ public final class WanFileSystem: Sendable {
             let start = min(Int(offset), generated.count)
             return .bytes(Array(generated[start..<min(generated.count, start + size)]))
         }
-        guard let fetcher = handle.fetcher, let model = handle.model else { throw .badHandle }
+        guard let model = handle.model else { throw .badHandle }
+        guard let fetcher = handle.fetcher else { throw .io("inode \(handle.ino): its file could not be prepared when this daemon took the mount over") }
         let fileSize = fetcher.content.size
         let end = min(fileSize, offset + Int64(size))
         guard offset < end else { return .bytes([]) }
@@ -356,7 +357,7 @@ public final class WanFileSystem: Sendable {
                          passthrough: servesFromBlobs, directIO: opensPartialFilesDirect, reloads: reloads.withLock { $0 })
     }
 
-    private func generate(_ file: ControlFile) -> [UInt8] {
+    func generate(_ file: ControlFile) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601

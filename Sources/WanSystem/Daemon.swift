@@ -28,8 +28,9 @@ public enum Daemon {
     }
 
     /// Forks. The parent blocks until the child reports; the child starts a new session and
-    /// sends stdin to /dev/null and stdout/stderr to `logPath`.
-    public static func detach(logPath: String) throws(SystemError) -> Role {
+    /// sends stdin to /dev/null and stdout/stderr to `logPath`. Of the descriptors above 2 the
+    /// child keeps only `keeping`.
+    public static func detach(logPath: String, keeping: [Int32] = []) throws(SystemError) -> Role {
         let (readEnd, writeEnd) = try Sys.pipe()
         let pid = try Sys.fork()
         if pid == 0 {
@@ -43,7 +44,7 @@ public enum Daemon {
                 try? Sys.dup2(out, 1)
                 try? Sys.dup2(out, 2)
             }
-            closeInheritedDescriptors(keeping: writeEnd)
+            closeInheritedDescriptors(keeping: Set(keeping + [writeEnd]))
             return .child(Notifier(fd: writeEnd))
         }
         Sys.close(writeEnd)
@@ -65,8 +66,8 @@ public enum Daemon {
     /// Closes every descriptor above 2 but `kept`: a daemon must not hold its launcher's pipes
     /// or sockets open (a caller waiting for EOF, or Foundation's Process watching its child
     /// through a socket, would wait for the daemon's whole life).
-    private static func closeInheritedDescriptors(keeping kept: Int32) {
+    private static func closeInheritedDescriptors(keeping kept: Set<Int32>) {
         let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
-        for fd in open where fd > 2 && fd != kept { Sys.close(fd) }
+        for fd in open where fd > 2 && !kept.contains(fd) { Sys.close(fd) }
     }
 }

@@ -42,7 +42,7 @@ if options.foreground {
 }
 
 do {
-    switch try Daemon.detach(logPath: mounter.logPath) {
+    switch try Daemon.detach(logPath: mounter.logPath, keeping: mounter.descriptorsToKeep) {
     case .parent(let failure):
         if let failure { fail(failure, code: 1) }
         if options.verbose { print("mount.wanfs: \(options.modelsRoot) mounted at \(options.mountpoint)") }

@@ -20,10 +20,20 @@ public final class FuseSession: @unchecked Sendable {
         let fs: WanFileSystem
         let maxRead: Int
         let logger: Logger
-        init(fs: WanFileSystem, maxRead: Int, logger: Logger) {
+        let channel: FuseChannel
+        /// The connection this session took over: what the first daemon agreed with the kernel.
+        let adopted: FuseChannel.Record?
+        /// What this session agreed with the kernel (or carried on), once INIT was answered.
+        let negotiated = Mutex<FuseChannel.Record?>(nil)
+        let onNegotiated: @Sendable (FuseChannel.Record) -> Void
+        init(fs: WanFileSystem, maxRead: Int, logger: Logger, channel: FuseChannel, adopted: FuseChannel.Record?,
+             onNegotiated: @escaping @Sendable (FuseChannel.Record) -> Void) {
             self.fs = fs
             self.maxRead = maxRead
             self.logger = logger
+            self.channel = channel
+            self.adopted = adopted
+            self.onNegotiated = onNegotiated
         }
     }
 
@@ -34,6 +44,8 @@ public final class FuseSession: @unchecked Sendable {
     /// uses a session the other is tearing down.
     private let mounted = Mutex(false)
     private var signalSources: [any DispatchSourceSignal] = []
+    /// The descriptor of a connection taken over (nil for one this session mounted).
+    private let adoptedDescriptor: Int32?
 
     /// Seconds the kernel may cache names and attributes (the tree is static for the mount's life).
     static let cacheSeconds = 3600.0
@@ -43,10 +55,17 @@ public final class FuseSession: @unchecked Sendable {
     /// - Parameters:
     ///   - options: kernel/libfuse mount options (`allow_other`, ...); `ro`, `fsname`,
     ///     `subtype`, `default_permissions` and `max_read` are always added.
-    public init(fs: WanFileSystem, mountpoint: String, options: [String] = [], maxRead: Int = 1 << 20, debug: Bool = false,
-                logger: Logger = Logger(label: "wanfs")) throws {
+    ///   - adopting: a connection another daemon handed over (its /dev/fuse descriptor and
+    ///     what it agreed with the kernel): the session serves it instead of mounting.
+    ///   - onNegotiated: called once INIT is answered, with what a daemon taking over needs.
+    init(fs: WanFileSystem, mountpoint: String, options: [String] = [], maxRead: Int = 1 << 20, debug: Bool = false,
+                logger: Logger = Logger(label: "wanfs"), adopting: (descriptor: Int32, record: FuseChannel.Record)? = nil,
+                onNegotiated: @escaping @Sendable (FuseChannel.Record) -> Void = { _ in }) throws {
         self.mountpoint = mountpoint
-        self.context = Context(fs: fs, maxRead: maxRead, logger: logger)
+        let maxRead = adopting?.record.maxRead ?? maxRead
+        let channel = adopting.map { FuseChannel(replaying: $0.record.initRequest) } ?? FuseChannel()
+        self.context = Context(fs: fs, maxRead: maxRead, logger: logger, channel: channel, adopted: adopting?.record, onNegotiated: onNegotiated)
+        self.adoptedDescriptor = adopting?.descriptor
         let mountOptions = ["ro", "fsname=wanfs", "subtype=wanfs", "default_permissions", "max_read=\(maxRead)"] + options
         var arguments = ["mount.wanfs", "-o", mountOptions.joined(separator: ",")]
         if debug { arguments.append("-d") }
@@ -94,19 +113,83 @@ public final class FuseSession: @unchecked Sendable {
 
     deinit {
         if let session {
-            if mounted.withLock({ $0 }) { fuse_session_unmount(session) }
+            if mounted.withLock({ $0 }) { unmount() }
             fuse_session_destroy(session)
         }
     }
 
-    /// Mounts at `mountpoint` and installs the SIGTERM/SIGINT handlers that end the loop.
+    /// Mounts at `mountpoint` (or serves the connection taken over) and installs the
+    /// SIGTERM/SIGINT handlers that end the loop.
     public func mount() throws {
         guard let session else { return }
-        guard fuse_session_mount(session, mountpoint) == 0 else {
-            throw FSError(EIO, "cannot mount at \(mountpoint) (is /dev/fuse usable, and the mountpoint an empty directory not already mounted?)")
+        var io = Self.customIO()   // libfuse keeps a copy
+        if let adoptedDescriptor {
+            guard wan_fuse_session_custom_io(session, &io, adoptedDescriptor) == 0 else {
+                throw FSError(EIO, "libfuse refused the FUSE connection handed over")
+            }
+        } else {
+            guard fuse_session_mount(session, mountpoint) == 0 else {
+                throw FSError(EIO, "cannot mount at \(mountpoint) (is /dev/fuse usable, and the mountpoint an empty directory not already mounted?)")
+            }
+            guard wan_fuse_session_custom_io(session, &io, fuse_session_fd(session)) == 0 else {
+                fuse_session_unmount(session)
+                throw FSError(EIO, "libfuse refused its own FUSE connection for custom I/O")
+            }
         }
         mounted.withLock { $0 = true }
         stopOnSignals([SIGTERM, SIGINT])   // SIGHUP reloads the manifest (``Mounter``)
+    }
+
+    /// libfuse reads and writes the device through ``FuseChannel`` (its userdata is ours).
+    private static func customIO() -> fuse_custom_io {
+        var io = fuse_custom_io()
+        io.read = { fd, buffer, length, userdata in
+            Unmanaged<Context>.fromOpaque(userdata!).takeUnretainedValue().channel.read(fd, buffer, length)
+        }
+        io.writev = { fd, vectors, count, userdata in
+            Unmanaged<Context>.fromOpaque(userdata!).takeUnretainedValue().channel.writev(fd, vectors, count)
+        }
+        io.splice_send = { input, inputOffset, output, outputOffset, length, flags, userdata in
+            Unmanaged<Context>.fromOpaque(userdata!).takeUnretainedValue().channel.splice(input, inputOffset, output, outputOffset, length, flags)
+        }
+        return io
+    }
+
+    // MARK: - Handing the connection to another daemon
+
+    /// What the session agreed with the kernel (nil until INIT was answered).
+    var negotiated: FuseChannel.Record? { context.negotiated.withLock { $0 } }
+
+    /// Stops serving before the next request and waits until no request is being served.
+    /// Returns the device descriptor to hand over, or nil (serving again) when a request was
+    /// still being served at the deadline or nothing was negotiated yet.
+    public func pauseForHandover(timeout: Double) -> Int32? {
+        guard let session, mounted.withLock({ $0 }), negotiated != nil else { return nil }
+        guard context.channel.park(timeout: timeout) else {
+            context.channel.resume()
+            return nil
+        }
+        return fuse_session_fd(session)
+    }
+
+    /// The takeover did not happen: serve again.
+    public func resumeAfterFailedHandover() { context.channel.resume() }
+
+    /// The other daemon serves the connection now: this session's loop ends without
+    /// unmounting anything.
+    public func finishHandover() {
+        guard let session else { return }
+        mounted.withLock { mounted in
+            mounted = false
+            fuse_session_exit(session)
+        }
+        context.channel.letGoOfWorkers()
+    }
+
+    /// Asks the kernel to send again what a daemon that died had read and not answered.
+    public func resendUnanswered() -> Bool {
+        guard let session else { return false }
+        return FuseChannel.resendUnanswered(fuse_session_fd(session))
     }
 
     /// SIGTERM and SIGINT unmount, which ends the loop. (libfuse's own handlers only
@@ -130,7 +213,11 @@ public final class FuseSession: @unchecked Sendable {
         mounted.withLock { mounted in
             guard mounted, let session else { return }
             fuse_session_exit(session)
-            fuse_session_unmount(session)
+            if adoptedDescriptor != nil {
+                FuseChannel.detachMount(mountpoint)   // libfuse did not mount it: nothing of its to undo
+            } else {
+                fuse_session_unmount(session)
+            }
             mounted = false
         }
     }
@@ -143,6 +230,7 @@ public final class FuseSession: @unchecked Sendable {
         defer { fuse_loop_cfg_destroy(config) }
         fuse_loop_cfg_set_max_threads(config, UInt32(maxThreads))
         fuse_loop_cfg_set_idle_threads(config, 16)
+        FuseChannel.unblockWakeSignal()   // the workers, started from this thread, inherit it
         let status = wan_fuse_session_loop_mt(session, config)
         signalSources.forEach { $0.cancel() }
         unmount()
@@ -165,6 +253,21 @@ public final class FuseSession: @unchecked Sendable {
             conn.pointee.max_readahead = UInt32.max   // the kernel keeps the smaller of ours and its own
             conn.pointee.max_background = 64
             conn.pointee.congestion_threshold = 48
+            defer {
+                let record = FuseChannel.Record(initRequest: context.channel.recordedInit ?? [], want: conn.pointee.want, maxRead: context.maxRead,
+                                                passthrough: context.fs.passthroughNegotiated.load(ordering: .relaxed),
+                                                directIOMmap: context.fs.directIONegotiated.load(ordering: .relaxed))
+                context.negotiated.withLock { $0 = record }
+                context.onNegotiated(record)
+            }
+            if let adopted = context.adopted {
+                // The replayed INIT of a connection taken over: the kernel holds the first
+                // daemon's answer (this one's goes nowhere), so agree to exactly that.
+                conn.pointee.want = adopted.want & conn.pointee.capable
+                context.fs.directIONegotiated.store(adopted.directIOMmap, ordering: .relaxed)
+                context.fs.passthroughNegotiated.store(adopted.passthrough, ordering: .relaxed)
+                return
+            }
             let wanted = UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
                 | UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS)
             conn.pointee.want |= wanted & conn.pointee.capable

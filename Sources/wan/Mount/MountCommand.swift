@@ -11,7 +11,7 @@ struct MountCommand: AsyncParsableCommand {
         discussion: """
         Serves until `umount MOUNTPOINT` (or fusermount3 -u) or SIGTERM/SIGINT; partial downloads \
         are kept. Options are mount.wanfs's -o options (manifest=, verify=lazy|strict, allow_other, \
-        prefetch=, timeout=, retries=, hydrate=open, cache_max=, max_read=, config=, debug). \
+        prefetch=, timeout=, retries=, hydrate=open, cache_max=, max_read=, config=, debug, takeover). \
         For a mount in the background (boot, fstab, systemd) use `mount -t wanfs` or mount.wanfs.
         """)
 
@@ -27,6 +27,9 @@ struct MountCommand: AsyncParsableCommand {
     @Option(name: .short, help: ArgumentHelp("Mount options, comma separated (may repeat).", valueName: "options"))
     var o: [String] = []
 
+    @Flag(help: "Take over the daemon serving MOUNTPOINT (an upgrade or restart without unmounting): its open files keep working; options not given are its own.")
+    var takeover = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         guard let root = modelsRoot ?? environment["MODELS_ROOT"], !root.isEmpty else {
@@ -35,6 +38,7 @@ struct MountCommand: AsyncParsableCommand {
         var arguments = [root, mountpoint, "-f"]
         if let manifest { arguments += ["-o", "manifest=\(manifest)"] }
         for list in o { arguments += ["-o", list] }
+        if takeover { arguments += ["-o", "takeover"] }
         let mounter: Mounter
         do {
             mounter = try Mounter(options: try MountOptions.parse(arguments), environment: environment)
