@@ -30,12 +30,14 @@ public struct MountDescription: Codable, Sendable, Equatable {
     /// The manifest reloads (SIGHUP, `wan models reload`). nil from a mount of a version
     /// that could not reload.
     public var reloads: ReloadRecord? = nil
+    /// The process that starts a new daemon if this one dies (nil: none).
+    public var holder: Int32? = nil
 
     enum CodingKeys: String, CodingKey {
         case modelsRoot = "models_root"
         case manifest, mountpoint, pid, verify, started, passthrough
         case directIO = "direct_io"
-        case reloads
+        case reloads, holder
     }
 }
 

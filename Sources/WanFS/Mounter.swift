@@ -14,9 +14,13 @@ public final class Mounter: Sendable {
     public let options: MountOptions
     public let config: OrchestratorConfig
     public let registry: ModelRegistry
-    private let logger: Logger
+    let logger: Logger
     /// With `-o takeover`: the conversation with the daemon serving the mount now.
-    private let takeover: TakeoverClient?
+    let takeover: TakeoverClient?
+    /// Started by a holder whose daemon died: the connection it kept, and what was saved of it.
+    let recovery: (descriptor: Int32, saved: CrashRecovery.SavedConnection)?
+    /// The mount.wanfs binary that holds a copy of the connection (nil: no holder, as `wan mount`).
+    let holderExecutable: String?
 
     /// Checks everything that can be checked before mounting; throws clear errors (invalid
     /// options, invalid manifest, missing or busy mountpoint, unusable /dev/fuse).
@@ -25,8 +29,21 @@ public final class Mounter: Sendable {
     /// With `-o takeover` the mountpoint must be served by a wanfs daemon, whose options are
     /// the defaults of these; nothing of it changes here (a bad option or manifest is refused
     /// before it is asked for anything).
+    ///
+    /// With `holder`, a holder process (that binary, `--hold`) keeps a copy of the connection
+    /// and starts a new daemon if this one dies. A daemon so started finds the connection's
+    /// descriptor in `WAN_RECOVER_FD`.
     public init(options given: MountOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
-                logger: Logger = Logger(label: "wanfs")) throws {
+                logger: Logger = Logger(label: "wanfs"), holder: String? = nil) throws {
+        holderExecutable = holder
+        if let text = environment[CrashRecovery.descriptorVariable] {
+            guard let descriptor = Int32(text), descriptor > 2, fcntl(descriptor, F_GETFD) >= 0 else {
+                throw OrchestratorError.configInvalid(key: CrashRecovery.descriptorVariable, message: "'\(text)' is not an open descriptor")
+            }
+            recovery = (descriptor, try CrashRecovery.load(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint))
+        } else {
+            recovery = nil
+        }
         var options = given
         if given.takeover {
             let client = try TakeoverClient(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint)
@@ -44,7 +61,7 @@ public final class Mounter: Sendable {
         self.logger = logger
         config = try options.configuration(environment: environment)
         registry = try ModelRegistry(manifestPath: config.manifestPath)
-        if takeover == nil { try Mounter.checkMountpoint(options.mountpoint) }
+        if takeover == nil && recovery == nil { try Mounter.checkMountpoint(options.mountpoint) }
         try Mounter.checkFuseDevice()
         try FileSystem.createDirectories(options.modelsRoot)
         try FileSystem.createDirectories(ModelResolver(modelsRoot: options.modelsRoot).stateDir)
@@ -105,6 +122,8 @@ public final class Mounter: Sendable {
             fs = WanFileSystem(engine: engine, settings: fsSettings)
             if let takeover {
                 session = try adopt(from: takeover, fs: fs)
+            } else if let recovery {
+                session = try recover(recovery, fs: fs)
             } else {
                 session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
                                           maxRead: options.maxRead, debug: options.debug, logger: logger)
@@ -114,45 +133,17 @@ public final class Mounter: Sendable {
             ready("\(error)")
             return 1
         }
-        let listener = Mutex<TakeoverListener?>(nil)
-        let startListening: @Sendable () -> Void = { [self] in
-            do {
-                let started = try listen(session: session, fs: fs)
-                listener.withLock { $0 = started }
-            } catch {
-                logger.warning("this mount cannot be taken over (-o takeover): \(error)")
-            }
-        }
-        if takeover == nil {
-            logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
-            let mountpoint = options.mountpoint, maxRead = options.maxRead
-            Thread.detachNewThread {
-                // Ready means: the kernel answers for the mountpoint with our root. (Nothing may
-                // touch the mountpoint before the session loop runs: the kernel holds every call
-                // until FUSE INIT is answered.)
-                let deadline = Date().addingTimeInterval(20)
-                while Date() < deadline {
-                    if let root = try? FileSystem.info(mountpoint), root.inode == 1 {
-                        Mounter.raiseKernelReadahead(root, kilobytes: maxRead / 1024)
-                        startListening()
-                        SystemdNotify.send("READY=1")
-                        ready(nil)
-                        return
-                    }
-                    Thread.sleep(forTimeInterval: 0.02)
-                }
-                ready("the mount at \(mountpoint) did not answer within 20 s")
-            }
-        } else {
-            Thread.detachNewThread { [self] in
-                ready(confirmTakeover(session, startListening: startListening))
-            }
+        let continuity = Continuity()
+        Thread.detachNewThread { [self] in
+            let failure = awaitServing(session)
+            if failure == nil { carryOn(session, fs, continuity) }
+            ready(failure)
         }
         let gc = startGarbageCollection(engine)
-        let reloads = reloadOnHangup(fs, session)
+        let reloads = reloadOnHangup(fs, session, continuity)
         let status = session.run()
         let gone = handedOver.load(ordering: .acquiring)
-        listener.withLock { $0?.stop(removeFile: !gone) }
+        continuity.end(handedOver: gone)
         reloads.cancel()
         gc?.cancel()
         fs.shutdown()
@@ -171,84 +162,21 @@ public final class Mounter: Sendable {
         return status
     }
 
-    // MARK: - Takeover
-
-    /// Takes the connection of the daemon serving the mount: it parks, hands over its
-    /// /dev/fuse descriptor, its tree and its open handles; this daemon's manifest is shown
-    /// over that tree (as a reload would).
-    private func adopt(from takeover: TakeoverClient, fs: WanFileSystem) throws -> FuseSession {
-        // The running daemon waits for the requests it is serving; one read waits at most read_timeout.
-        let (descriptor, handover) = try takeover.takeOver(timeout: config.readTimeout + 30)
-        do {
-            let changes = try fs.adopt(handover.filesystem)
-            let session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
-                                          maxRead: options.maxRead, debug: options.debug, logger: logger,
-                                          adopting: (descriptor, handover.record))
-            try session.mount()
-            pendingInvalidations.withLock { $0 = changes }
-            return session
-        } catch {
-            close(descriptor)
-            throw error
-        }
-    }
-
     /// Set once another daemon serves this mount (this one then exits without unmounting).
-    private let handedOver = Atomic<Bool>(false)
+    let handedOver = Atomic<Bool>(false)
 
     /// What the kernel must forget of the previous daemon's tree, once this one serves.
-    private let pendingInvalidations = Mutex<WanFileSystem.Invalidations?>(nil)
-
-    /// Once the replayed INIT is answered, this daemon serves: the previous one is told (it
-    /// exits), the kernel forgets what the new manifest changed, and this daemon listens for
-    /// the next takeover. Returns nil, or why the mount is not served.
-    private func confirmTakeover(_ session: FuseSession, startListening: () -> Void) -> String? {
-        let deadline = Date().addingTimeInterval(20)
-        while session.negotiated == nil {
-            guard Date() < deadline else { return "the connection handed over did not start within 20 s" }
-            Thread.sleep(forTimeInterval: 0.002)
-        }
-        guard let takeover else { return nil }
-        do { try takeover.confirmServing() } catch {
-            logger.warning("could not tell the previous daemon (pid \(takeover.pid)) that this one serves: \(error)")
-        }
-        if let changes = pendingInvalidations.withLock({ $0 }) { session.invalidate(changes) }
-        logger.info("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
-        startListening()
-        return nil
-    }
-
-    /// Answers takeover requests for this mount.
-    private func listen(session: FuseSession, fs: WanFileSystem) throws -> TakeoverListener {
-        let readTimeout = config.readTimeout
-        let callbacks = TakeoverListener.Callbacks(
-            handOver: {
-                // A request being served (a cold read) finishes first; the longest wait is one read's.
-                guard let descriptor = session.pauseForHandover(timeout: readTimeout + 5), let record = session.negotiated else {
-                    return .failure(Takeover.Failure(message: "the mount is still serving a request; try again", code: .ioError))
-                }
-                return .success((descriptor, Takeover.Handover(record: record, filesystem: fs.handoverState)))
-            },
-            finish: { [self] pid in
-                handedOver.store(true, ordering: .releasing)
-                // Under systemd (Type=notify) the service goes on with the new daemon as its main process.
-                SystemdNotify.send("MAINPID=\(pid)")
-                session.finishHandover()
-            },
-            resume: { session.resumeAfterFailedHandover() })
-        return try TakeoverListener(path: Takeover.socketPath(modelsRoot: options.modelsRoot, mountpoint: options.mountpoint),
-                                    options: options.given, logger: logger, callbacks: callbacks)
-    }
+    let pendingInvalidations = Mutex<WanFileSystem.Invalidations?>(nil)
 
     /// SIGHUP (`wan models reload`) reads the manifest again and shows it: new models appear,
     /// removed ones leave the listings (open files keep working), changed files are new files
     /// for new opens. A manifest that does not load is refused: logged, recorded in
     /// `status.json`, and the mount keeps the one it has.
-    private func reloadOnHangup(_ fs: WanFileSystem, _ session: FuseSession) -> any DispatchSourceSignal {
+    private func reloadOnHangup(_ fs: WanFileSystem, _ session: FuseSession, _ continuity: Continuity) -> any DispatchSourceSignal {
         signal(SIGHUP, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "wan-reload"))
         let (path, logger) = (config.manifestPath, self.logger)
-        source.setEventHandler {
+        source.setEventHandler { [self] in
             do {
                 let registry = try ModelRegistry(manifestPath: path)
                 let before = Set(fs.registry.listModels())
@@ -256,6 +184,7 @@ public final class Mounter: Sendable {
                 session.invalidate(changes)
                 let after = Set(registry.listModels())
                 fs.reloadApplied(models: after.count)
+                continuity.save(session, fs)
                 logger.info("manifest reloaded from \(path): \(after.count) models (\(after.subtracting(before).count) added, \(before.subtracting(after).count) removed, \(changes.entries.count) names detached)")
             } catch {
                 fs.reloadRefused((error as? any CodedError).map { "[\($0.code.rawValue)] \($0)" } ?? "\(error)")

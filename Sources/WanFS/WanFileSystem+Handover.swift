@@ -35,31 +35,13 @@ extension WanFileSystem {
     /// tree (then this daemon's manifest shown over it, as a reload would), its handles and
     /// its passthrough opens. Returns what the kernel must forget of the tree.
     func adopt(_ state: HandoverState) throws(HandoverError) -> Invalidations {
-        let previous: InodeTable
-        do { previous = try InodeTable(snapshot: state.table) } catch { throw HandoverError(description: "the running mount's tree: \(error)") }
-        let changes = current.withLock { current in
-            let table = InodeTable(registry: current.registry, reusing: previous)
-            current.table = table
-            return Invalidations(entries: table.detached, directories: table.changedDirectories)
-        }
-        let table = self.table
+        let changes = try showOver(state.table)
         var restored: [UInt64: Handle] = [:]
         for open in state.handles {
-            guard let node = table.node(open.ino) else { throw HandoverError(description: "handle \(open.handle) names inode \(open.ino), not in the tree") }
-            switch node.kind {
-            case .directory:
-                throw HandoverError(description: "handle \(open.handle) names a directory")
-            case .control(let file):
-                restored[open.handle] = Handle(ino: open.ino, model: nil, fetcher: nil, generated: generate(file))
-            case .text(let content):
-                restored[open.handle] = Handle(ino: open.ino, model: nil, fetcher: nil, generated: Array(content.utf8))
-            case .file(let model, let spec, let file):
-                // A fetcher that cannot be made now fails this handle's reads (EIO), not the takeover.
-                let fetcher = try? engine.fetcher(for: file, of: spec)
-                var handle = Handle(ino: open.ino, model: model, fetcher: fetcher, generated: nil)
-                if open.servedUnverified, let fetcher { handle.unverifiedGeneration = fetcher.snapshot.generation }
-                restored[open.handle] = handle
-                usage.opened(model: model)
+            do {
+                restored[open.handle] = try makeHandle(ino: open.ino, servedUnverified: open.servedUnverified)
+            } catch {
+                throw HandoverError(description: "handle \(open.handle): \(error)")
             }
         }
         let highest = state.handles.map(\.handle).max() ?? 0
@@ -67,5 +49,71 @@ extension WanFileSystem {
         nextHandle.store(max(state.nextHandle, highest + 1), ordering: .relaxed)
         passthrough.saved = state.passthrough
         return changes
+    }
+}
+
+// MARK: - After a crash
+
+extension WanFileSystem {
+    /// Handle numbers carry the daemon's epoch in their high bits: a daemon that carries on
+    /// after a crash counts from a new epoch, so its handles never collide with those the
+    /// kernel still holds from the dead one.
+    static let epochShift: UInt64 = 40
+
+    /// The epoch of the handles this daemon gives out.
+    var epoch: UInt64 { nextHandle.load(ordering: .relaxed) >> Self.epochShift }
+
+    /// Carries on a connection whose daemon died: its tree (saved at every change, so inode
+    /// numbers the kernel caches keep their meaning), this daemon's manifest shown over it,
+    /// handles from a new epoch. Handles of the dead daemon are made again from their inode
+    /// on their first read; files open direct (see ``open(_:flags:register:)``).
+    func recoverAfterCrash(table snapshot: InodeTable.Snapshot, epoch: UInt64) throws(HandoverError) -> Invalidations {
+        let changes = try showOver(snapshot)
+        recovered.store(true, ordering: .relaxed)
+        nextHandle.store(((epoch + 1) << Self.epochShift) + 1, ordering: .relaxed)
+        return changes
+    }
+
+    /// A handle of the dead daemon, made again from its inode (only after a crash).
+    func recreatedHandle(_ id: UInt64, ino: UInt64) throws(FSError) -> Handle? {
+        guard recovered.load(ordering: .relaxed), ino != 0 else { return nil }
+        let handle: Handle
+        do { handle = try makeHandle(ino: ino, servedUnverified: false) } catch { throw .io(error.description) }
+        return handles.withLock { table in
+            if let raced = table[id] { return raced }
+            table[id] = handle
+            return handle
+        }
+    }
+
+    /// The tree of `snapshot` with this daemon's manifest shown over it (as a reload would).
+    func showOver(_ snapshot: InodeTable.Snapshot) throws(HandoverError) -> Invalidations {
+        let previous: InodeTable
+        do { previous = try InodeTable(snapshot: snapshot) } catch { throw HandoverError(description: "the running mount's tree: \(error)") }
+        return current.withLock { current in
+            let table = InodeTable(registry: current.registry, reusing: previous)
+            current.table = table
+            return Invalidations(entries: table.detached, directories: table.changedDirectories)
+        }
+    }
+
+    /// A handle of inode `ino`, as an open makes it (without passthrough).
+    func makeHandle(ino: UInt64, servedUnverified: Bool) throws(HandoverError) -> Handle {
+        guard let node = table.node(ino) else { throw HandoverError(description: "inode \(ino) is not in the tree") }
+        switch node.kind {
+        case .directory:
+            throw HandoverError(description: "inode \(ino) is a directory")
+        case .control(let file):
+            return Handle(ino: ino, model: nil, fetcher: nil, generated: generate(file))
+        case .text(let content):
+            return Handle(ino: ino, model: nil, fetcher: nil, generated: Array(content.utf8))
+        case .file(let model, let spec, let file):
+            // A fetcher that cannot be made now fails this handle's reads (EIO), not the rest.
+            let fetcher = try? engine.fetcher(for: file, of: spec)
+            var handle = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil)
+            if servedUnverified, let fetcher { handle.unverifiedGeneration = fetcher.snapshot.generation }
+            usage.opened(model: model)
+            return handle
+        }
     }
 }

@@ -80,6 +80,11 @@ public final class WanFileSystem: Sendable {
     public let passthroughNegotiated = Atomic<Bool>(false)
     /// Set by the FUSE adapter once the kernel agreed to mmap of direct-I/O opens.
     public let directIONegotiated = Atomic<Bool>(false)
+    /// Set when this daemon carries on a connection whose daemon died: the kernel may hold
+    /// handles and passthrough backing files this one never heard of (see ``recoverAfterCrash(_:)``).
+    let recovered = Atomic<Bool>(false)
+    /// The process that keeps a copy of the connection to start a new daemon if this one dies.
+    let holder = Atomic<Int32>(0)
     private let started = Date()
     private let uid = getuid(), gid = getgid()
 
@@ -213,8 +218,12 @@ public final class WanFileSystem: Sendable {
                 fetcher.prefetch(0..<file.size, priority: .background)
             }
             let complete = snapshot.phase == .complete
-            var reply = OpenReply(handle: id, keepCache: complete, directIO: !complete && opensPartialFilesDirect)
-            if let register, settings.passthrough {
+            // After a crash the inode may still pass through to a backing file of the dead
+            // daemon: a cached open would be refused (ETXTBSY), a direct-I/O one never is.
+            let unknownBacking = recovered.load(ordering: .relaxed) && passthroughNegotiated.load(ordering: .relaxed)
+            var reply = OpenReply(handle: id, keepCache: complete && !unknownBacking,
+                                  directIO: (!complete && opensPartialFilesDirect) || unknownBacking)
+            if let register, settings.passthrough, !unknownBacking {
                 // The blob of a complete, verified file; nil while it is being fetched.
                 let blob = snapshot.phase == .complete ? fetcher.verifiedBlob : nil
                 reply.mode = withExtendedLifetime(blob) {
@@ -228,8 +237,10 @@ public final class WanFileSystem: Sendable {
     /// Reads `size` bytes at `offset`, waiting only for the blocks that cover them. Streams
     /// get readahead. Any failure (source outage past its timeout and retries, bytes that fail
     /// verification, a file found corrupt after some of it was served) is EIO, never wrong bytes.
-    public func read(handle id: UInt64, offset: Int64, size: Int) throws(FSError) -> ReadReply {
-        guard let handle = handles.withLock({ $0[id] }) else { throw .badHandle }
+    public func read(handle id: UInt64, ino: UInt64 = 0, offset: Int64, size: Int) throws(FSError) -> ReadReply {
+        var known = handles.withLock { $0[id] }
+        if known == nil { known = try recreatedHandle(id, ino: ino) }
+        guard let handle = known else { throw .badHandle }
         if let generated = handle.generated {
             let start = min(Int(offset), generated.count)
             return .bytes(Array(generated[start..<min(generated.count, start + size)]))
@@ -354,7 +365,8 @@ public final class WanFileSystem: Sendable {
     var description: MountDescription {
         MountDescription(modelsRoot: engine.resolver.modelsRoot, manifest: registry.manifestPath,
                          mountpoint: settings.mountpoint, pid: getpid(), verify: engine.settings.verifyMode.rawValue, started: started,
-                         passthrough: servesFromBlobs, directIO: opensPartialFilesDirect, reloads: reloads.withLock { $0 })
+                         passthrough: servesFromBlobs, directIO: opensPartialFilesDirect, reloads: reloads.withLock { $0 },
+                         holder: holder.load(ordering: .relaxed) > 0 ? holder.load(ordering: .relaxed) : nil)
     }
 
     func generate(_ file: ControlFile) -> [UInt8] {

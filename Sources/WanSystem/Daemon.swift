@@ -67,7 +67,6 @@ public enum Daemon {
     /// or sockets open (a caller waiting for EOF, or Foundation's Process watching its child
     /// through a socket, would wait for the daemon's whole life).
     private static func closeInheritedDescriptors(keeping kept: Set<Int32>) {
-        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
-        for fd in open where fd > 2 && !kept.contains(fd) { Sys.close(fd) }
+        Spawn.closeDescriptors(keeping: kept)
     }
 }

@@ -16,6 +16,14 @@ func fail(_ message: String, code: Int32) -> Never {
     exit(code)
 }
 
+// The holder of a running mount's connection (started by the daemon, never by hand):
+// mount.wanfs --hold MODELS_ROOT MOUNTPOINT OPTIONS, with the connection as descriptor 3.
+if CommandLine.arguments.count == 5 && CommandLine.arguments[1] == "--hold" {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    let arguments = CommandLine.arguments
+    CrashRecovery.hold(modelsRoot: arguments[2], mountpoint: arguments[3], options: arguments[4], logger: Logger(label: "wanfs-holder"))
+}
+
 let options: MountOptions
 let mounter: Mounter
 do {
@@ -25,7 +33,8 @@ do {
         handler.logLevel = options.verbose || options.foreground ? .info : .notice
         return handler
     }
-    mounter = try Mounter(options: options)
+    // A holder process keeps a copy of the connection and starts a new daemon if this one dies.
+    mounter = try Mounter(options: options, holder: Spawn.currentExecutable)
 } catch let error as any CodedError {
     fail("[\(error.code)] \(error)", code: error.code.isInvalidInput ? 2 : 1)
 } catch {

@@ -67,9 +67,17 @@ final class MountFixture: @unchecked Sendable {
         Self.live.withLock { $0[mountpoint] = nil }
     }
 
-    /// `kill -9` of the daemon, then a lazy unmount of the dead mount.
+    /// The holder of the mount's connection (it starts a new daemon if this one dies).
+    var holderPid: Int32? { (try? mountInfo()["holder"] as? NSNumber)?.int32Value }
+
+    /// `kill -9` of the daemon (its holder first, so nothing carries the mount on), then a
+    /// lazy unmount of the dead mount.
     func killDaemon() throws {
         let pid = try #require(pid)
+        if let holder = holderPid {
+            kill(holder, SIGKILL)
+            try Self.waitForExit(holder)
+        }
         kill(pid, SIGKILL)
         try Self.waitForExit(pid)
         forceUnmount()

@@ -157,4 +157,43 @@ struct TakeoverTests {
         try mount.unmount()
         try MountFixture.waitForExit(after)
     }
+
+    @Test func aDaemonKilledMidReadIsReplacedAndReadersGetTheRightBytes() throws {
+        let slow = NSTemporaryDirectory() + TestServers.uniqueName("crash-slow") + ".toml"
+        try "bandwidth_limit = \"16MB\"\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: slow) }
+        let sizes = [("w.bin", 48 << 20), ("m.bin", 40 << 20), ("done.bin", 1 << 20)]
+        let (mount, model, prefix) = try MountTests.nginxModel("crash", sizes: sizes, chunkSize: 4 << 20, options: "config=\(slow)")
+        let id = model.modelID
+        #expect(try sha256sum(mount.path(id, "done.bin")) == model.files[2].sha256)
+        let old = try Self.daemonPid(mount)
+        let holder = try #require(mount.holderPid, "mount.wanfs starts a holder")
+        let inode = Self.inode(mount.path(id, "w.bin"))
+
+        let stream = try Reader("stream", mount.path(id, "w.bin"))
+        let mapped = try Reader("mmap", mount.path(id, "m.bin"))
+        let probe = try Reader("probe", mount.path(id, "done.bin"), ["4"])
+        Thread.sleep(forTimeInterval: 1)   // reads in flight, fetches running, partial files on disk
+        kill(old, SIGKILL)
+        try MountFixture.waitForExit(old)
+
+        for (report, file) in zip([try stream.report(), try mapped.report()], [model.files[0], model.files[1]]) {
+            #expect(report["error"] is NSNull, "\(file.path): \(report)")
+            #expect(report["sha256"] as? String == file.sha256, "\(file.path): \(report)")
+        }
+        let probed = try probe.report()
+        #expect(probed["error"] is NSNull, "\(probed)")
+        print("crash recovery: the slowest open of a complete file across kill -9 of the daemon: \(probed["slowest_ms"] ?? "?") ms over \(probed["opens"] ?? "?") opens")
+        #expect(mount.isMounted, "never unmounted")
+        let new = try Self.daemonPid(mount)
+        #expect(new == holder, "the holder became the new daemon")
+        #expect(mount.holderPid.map { $0 != holder && kill($0, 0) == 0 } == true, "and started a holder of its own")
+        #expect(Self.inode(mount.path(id, "w.bin")) == inode)
+        // The partial files were carried on, not fetched again.
+        let served = try TestServers.nginxBytes(containing: prefix)
+        let size = Int64(sizes.reduce(0) { $0 + $1.1 })
+        #expect(served < size * 13 / 10, "the origin served \(served) bytes for \(size)")
+        try mount.unmount()
+        try MountFixture.waitForExit(new)
+    }
 }

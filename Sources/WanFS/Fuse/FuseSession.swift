@@ -157,6 +157,9 @@ public final class FuseSession: @unchecked Sendable {
 
     // MARK: - Handing the connection to another daemon
 
+    /// The /dev/fuse descriptor (-1 before ``mount()``).
+    var deviceDescriptor: Int32 { session.map { fuse_session_fd($0) } ?? -1 }
+
     /// What the session agreed with the kernel (nil until INIT was answered).
     var negotiated: FuseChannel.Record? { context.negotiated.withLock { $0 } }
 
@@ -341,11 +344,11 @@ public final class FuseSession: @unchecked Sendable {
                 fuse_reply_err(req, error.errno)
             }
         }
-        ops.read = { req, _, size, offset, fi in
+        ops.read = { req, ino, size, offset, fi in
             guard let fi else { fuse_reply_err(req, EBADF); return }
             let context = FuseSession.context(req)
             do throws(FSError) {
-                switch try context.fs.read(handle: fi.pointee.fh, offset: Int64(offset), size: size) {
+                switch try context.fs.read(handle: fi.pointee.fh, ino: UInt64(ino), offset: Int64(offset), size: size) {
                 case .file(let file, let at, let count):
                     // Spliced from the blob or partial file when possible; `file` stays open until the reply is sent.
                     withExtendedLifetime(file) {

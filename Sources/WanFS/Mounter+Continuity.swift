@@ -1,0 +1,168 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import WanCore
+import WanSystem
+
+/// How a mount outlives its daemon: it can be taken over (`-o takeover`), and a holder
+/// process starts a new daemon if this one dies (``CrashRecovery``).
+extension Mounter {
+    /// What this daemon runs beside its session so the mount can change hands: the takeover
+    /// listener, the holder, and the saved connection.
+    final class Continuity: Sendable {
+        private struct State {
+            var listener: TakeoverListener?
+            var holderPipe: Int32?
+        }
+        private let state = Mutex(State())
+
+        func started(listener: TakeoverListener?, holder pipe: Int32?) {
+            state.withLock {
+                $0.listener = listener
+                $0.holderPipe = pipe
+            }
+        }
+
+        /// The daemon ends on purpose (unmounted, or handed over): the listener stops (its
+        /// socket file stays when a newer daemon's replaced it), the holder is told goodbye.
+        func end(handedOver: Bool) {
+            let (listener, pipe) = state.withLock { ($0.listener, $0.holderPipe) }
+            listener?.stop(removeFile: !handedOver)
+            if let pipe { CrashRecovery.sayGoodbye(pipe) }
+        }
+
+        /// Saves what a daemon carrying on after a crash needs (after INIT, each reload).
+        func save(_ session: FuseSession, _ fs: WanFileSystem) {
+            guard let record = session.negotiated else { return }
+            let saved = CrashRecovery.SavedConnection(record: record, table: fs.table.snapshot, epoch: fs.epoch)
+            do {
+                try CrashRecovery.save(saved, modelsRoot: fs.engine.resolver.modelsRoot, mountpoint: session.mountpoint)
+            } catch {
+                Logger(label: "wanfs").warning("could not save the connection for crash recovery: \(error)")
+            }
+        }
+    }
+
+    // MARK: - Starting to serve
+
+    /// Takes the connection of the daemon serving the mount: it parks, hands over its
+    /// /dev/fuse descriptor, its tree and its open handles; this daemon's manifest is shown
+    /// over that tree (as a reload would).
+    func adopt(from takeover: TakeoverClient, fs: WanFileSystem) throws -> FuseSession {
+        // The running daemon waits for the requests it is serving; one read waits at most read_timeout.
+        let (descriptor, handover) = try takeover.takeOver(timeout: config.readTimeout + 30)
+        do {
+            pendingInvalidations.withLock { $0 = nil }
+            let changes = try fs.adopt(handover.filesystem)
+            let session = try adoptedSession(descriptor, handover.record, fs: fs)
+            pendingInvalidations.withLock { $0 = changes }
+            return session
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    /// Carries on the connection a holder kept after its daemon died.
+    func recover(_ recovery: (descriptor: Int32, saved: CrashRecovery.SavedConnection), fs: WanFileSystem) throws -> FuseSession {
+        let changes = try fs.recoverAfterCrash(table: recovery.saved.table, epoch: recovery.saved.epoch)
+        let session = try adoptedSession(recovery.descriptor, recovery.saved.record, fs: fs)
+        pendingInvalidations.withLock { $0 = changes }
+        return session
+    }
+
+    private func adoptedSession(_ descriptor: Int32, _ record: FuseChannel.Record, fs: WanFileSystem) throws -> FuseSession {
+        let session = try FuseSession(fs: fs, mountpoint: options.mountpoint, options: options.allowOther ? ["allow_other"] : [],
+                                      maxRead: options.maxRead, debug: options.debug, logger: logger, adopting: (descriptor, record))
+        try session.mount()
+        return session
+    }
+
+    /// Waits until the session serves; returns nil, or why it does not. A new mount serves
+    /// once the kernel answers for the mountpoint with our root; a connection taken over or
+    /// recovered once its replayed INIT is answered (then the previous daemon is told, or the
+    /// kernel is asked to send again what the dead one never answered).
+    func awaitServing(_ session: FuseSession) -> String? {
+        let deadline = Date().addingTimeInterval(20)
+        if takeover == nil && recovery == nil {
+            // (Nothing may touch the mountpoint before the session loop runs: the kernel holds
+            // every call until FUSE INIT is answered.)
+            while Date() < deadline {
+                if let root = try? FileSystem.info(options.mountpoint), root.inode == 1 {
+                    Mounter.raiseKernelReadahead(root, kilobytes: options.maxRead / 1024)
+                    logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+                    return nil
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            return "the mount at \(options.mountpoint) did not answer within 20 s"
+        }
+        while session.negotiated == nil {
+            guard Date() < deadline else { return "the connection of \(options.mountpoint) did not start within 20 s" }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        if let takeover {
+            do { try takeover.confirmServing() } catch {
+                logger.warning("could not tell the previous daemon (pid \(takeover.pid)) that this one serves: \(error)")
+            }
+            logger.info("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+        } else {
+            if session.resendUnanswered() {
+                logger.notice("carried on \(options.mountpoint) after its daemon died; the kernel sends again what it never answered")
+            } else {
+                logger.warning("carried on \(options.mountpoint) after its daemon died, but this kernel cannot send again what the dead daemon read (FUSE_NOTIFY_RESEND needs Linux 6.9): those calls wait until interrupted")
+            }
+        }
+        if let changes = pendingInvalidations.withLock({ $0 }) { session.invalidate(changes) }
+        return nil
+    }
+
+    /// Once serving: the connection is saved, a holder keeps a copy of it, the mount answers
+    /// takeovers, and systemd hears it is ready.
+    func carryOn(_ session: FuseSession, _ fs: WanFileSystem, _ continuity: Continuity) {
+        continuity.save(session, fs)
+        var holderPipe: Int32?
+        if let holderExecutable {
+            do {
+                let recoveries = Int(ProcessInfo.processInfo.environment[CrashRecovery.recoveriesVariable] ?? "0") ?? 0
+                let (pid, pipe) = try CrashRecovery.startHolder(executable: holderExecutable, connection: session.deviceDescriptor,
+                                                                options: options, recoveries: recovery == nil ? 0 : recoveries)
+                fs.holder.store(pid, ordering: .relaxed)
+                holderPipe = pipe
+            } catch {
+                logger.warning("no holder for \(options.mountpoint) (the mount ends if this daemon dies): \(error)")
+            }
+        }
+        var listener: TakeoverListener?
+        do {
+            listener = try listen(session: session, fs: fs)
+        } catch {
+            logger.warning("this mount cannot be taken over (-o takeover): \(error)")
+        }
+        continuity.started(listener: listener, holder: holderPipe)
+        if takeover == nil { SystemdNotify.send("READY=1") }
+    }
+
+    /// Answers takeover requests for this mount.
+    private func listen(session: FuseSession, fs: WanFileSystem) throws -> TakeoverListener {
+        let readTimeout = config.readTimeout
+        let callbacks = TakeoverListener.Callbacks(
+            handOver: {
+                // A request being served (a cold read) finishes first; the longest wait is one read's.
+                guard let descriptor = session.pauseForHandover(timeout: readTimeout + 5), let record = session.negotiated else {
+                    return .failure(Takeover.Failure(message: "the mount is still serving a request; try again", code: .ioError))
+                }
+                return .success((descriptor, Takeover.Handover(record: record, filesystem: fs.handoverState)))
+            },
+            finish: { [self] pid in
+                handedOver.store(true, ordering: .releasing)
+                // Under systemd (Type=notify) the service goes on with the new daemon as its main process.
+                SystemdNotify.send("MAINPID=\(pid)")
+                session.finishHandover()
+            },
+            resume: { session.resumeAfterFailedHandover() })
+        return try TakeoverListener(path: Takeover.socketPath(modelsRoot: options.modelsRoot, mountpoint: options.mountpoint),
+                                    options: options.given, logger: logger, callbacks: callbacks)
+    }
+}
