@@ -21,6 +21,8 @@ public enum CrashRecovery {
         var epoch: UInt64
     }
 
+    /// The name of the connection in systemd's descriptor store (FDNAME=).
+    public static let storeName = "wanfs-fuse"
     /// The environment variable naming the descriptor a holder passes to the daemon it starts.
     public static let descriptorVariable = "WAN_RECOVER_FD"
     static let recoveriesVariable = "WAN_RECOVERIES"

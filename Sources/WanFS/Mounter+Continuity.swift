@@ -14,22 +14,26 @@ extension Mounter {
         private struct State {
             var listener: TakeoverListener?
             var holderPipe: Int32?
+            var inSystemdStore = false
         }
         private let state = Mutex(State())
 
-        func started(listener: TakeoverListener?, holder pipe: Int32?) {
+        func started(listener: TakeoverListener?, holder pipe: Int32?, inSystemdStore: Bool) {
             state.withLock {
                 $0.listener = listener
                 $0.holderPipe = pipe
+                $0.inSystemdStore = inSystemdStore
             }
         }
 
         /// The daemon ends on purpose (unmounted, or handed over): the listener stops (its
-        /// socket file stays when a newer daemon's replaced it), the holder is told goodbye.
+        /// socket file stays when a newer daemon's replaced it), the holder is told goodbye,
+        /// and systemd lets go of the connection (unless the new daemon carries it on).
         func end(handedOver: Bool) {
-            let (listener, pipe) = state.withLock { ($0.listener, $0.holderPipe) }
+            let (listener, pipe, stored) = state.withLock { ($0.listener, $0.holderPipe, $0.inSystemdStore) }
             listener?.stop(removeFile: !handedOver)
             if let pipe { CrashRecovery.sayGoodbye(pipe) }
+            if stored && !handedOver { SystemdNotify.send("FDSTOREREMOVE=1\nFDNAME=\(CrashRecovery.storeName)") }
         }
 
         /// Saves what a daemon carrying on after a crash needs (after INIT, each reload).
@@ -123,7 +127,16 @@ extension Mounter {
     func carryOn(_ session: FuseSession, _ fs: WanFileSystem, _ continuity: Continuity) {
         continuity.save(session, fs)
         var holderPipe: Int32?
-        if let holderExecutable {
+        // Under systemd (the unit runs the daemon in the foreground, and its reload a takeover)
+        // the service's descriptor store keeps the connection
+        // and Restart= starts the next daemon; elsewhere a holder process does both. (A
+        // daemon that took over or was restarted finds the connection in the store already.)
+        let systemd = SystemdNotify.isExpected && (options.foreground || takeover != nil)
+        var stored = false
+        if systemd {
+            stored = takeover != nil || recovery != nil
+                || SystemdNotify.send("FDSTORE=1\nFDNAME=\(CrashRecovery.storeName)", descriptor: session.deviceDescriptor)
+        } else if let holderExecutable {
             do {
                 let recoveries = Int(ProcessInfo.processInfo.environment[CrashRecovery.recoveriesVariable] ?? "0") ?? 0
                 let (pid, pipe) = try CrashRecovery.startHolder(executable: holderExecutable, connection: session.deviceDescriptor,
@@ -140,7 +153,7 @@ extension Mounter {
         } catch {
             logger.warning("this mount cannot be taken over (-o takeover): \(error)")
         }
-        continuity.started(listener: listener, holder: holderPipe)
+        continuity.started(listener: listener, holder: holderPipe, inSystemdStore: stored)
         if takeover == nil { SystemdNotify.send("READY=1") }
     }
 

@@ -36,10 +36,14 @@ public final class Mounter: Sendable {
     public init(options given: MountOptions, environment: [String: String] = ProcessInfo.processInfo.environment,
                 logger: Logger = Logger(label: "wanfs"), holder: String? = nil) throws {
         holderExecutable = holder
+        // A connection kept while the previous daemon died: by a holder, or by systemd's
+        // descriptor store (Restart= of the unit).
         if let text = environment[CrashRecovery.descriptorVariable] {
             guard let descriptor = Int32(text), descriptor > 2, fcntl(descriptor, F_GETFD) >= 0 else {
                 throw OrchestratorError.configInvalid(key: CrashRecovery.descriptorVariable, message: "'\(text)' is not an open descriptor")
             }
+            recovery = (descriptor, try CrashRecovery.load(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint))
+        } else if let descriptor = SystemdNotify.passedDescriptor(named: CrashRecovery.storeName, environment: environment) {
             recovery = (descriptor, try CrashRecovery.load(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint))
         } else {
             recovery = nil

@@ -66,7 +66,7 @@ public final class UnixSocket: @unchecked Sendable {
     }
 
     private func sendWithDescriptor(_ frame: [UInt8], _ fd: Int32) throws -> Int {
-        let controlLength = Int(cmsgSpace(MemoryLayout<Int32>.size))
+        let controlLength = (cmsgSpace(MemoryLayout<Int32>.size))
         var control = [UInt8](repeating: 0, count: controlLength)
         var frame = frame
         return try frame.withUnsafeMutableBytes { bytes in
@@ -81,8 +81,8 @@ public final class UnixSocket: @unchecked Sendable {
                     let cmsg = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
                     cmsg.pointee.cmsg_level = SOL_SOCKET
                     cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                    cmsg.pointee.cmsg_len = Int(cmsgSpace(0)) + MemoryLayout<Int32>.size
-                    (controlBytes.baseAddress! + Int(cmsgSpace(0))).storeBytes(of: fd, as: Int32.self)
+                    cmsg.pointee.cmsg_len = (cmsgSpace(0)) + MemoryLayout<Int32>.size
+                    (controlBytes.baseAddress! + (cmsgSpace(0))).storeBytes(of: fd, as: Int32.self)
                     return try syscall("sendmsg(SCM_RIGHTS)") { Glibc.sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL)) }
                 }
             }
@@ -112,7 +112,7 @@ public final class UnixSocket: @unchecked Sendable {
 
     private func receiveExactly(_ buffer: inout [UInt8], descriptor passed: inout Int32?) throws {
         var received = 0
-        let controlLength = Int(cmsgSpace(MemoryLayout<Int32>.size))
+        let controlLength = (cmsgSpace(MemoryLayout<Int32>.size))
         var control = [UInt8](repeating: 0, count: controlLength)
         while received < buffer.count {
             let (count, fd): (Int, Int32?) = try buffer[received...].withUnsafeMutableBytes { bytes in
@@ -126,10 +126,10 @@ public final class UnixSocket: @unchecked Sendable {
                         header.msg_controllen = controlLength
                         let count = try syscall("recvmsg") { Glibc.recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC)) }
                         var fd: Int32?
-                        if header.msg_controllen >= Int(cmsgSpace(0)) + MemoryLayout<Int32>.size {
+                        if header.msg_controllen >= (cmsgSpace(0)) + MemoryLayout<Int32>.size {
                             let cmsg = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
                             if cmsg.pointee.cmsg_level == SOL_SOCKET && cmsg.pointee.cmsg_type == Int32(SCM_RIGHTS) {
-                                fd = (controlBytes.baseAddress! + Int(cmsgSpace(0))).load(as: Int32.self)
+                                fd = (controlBytes.baseAddress! + (cmsgSpace(0))).load(as: Int32.self)
                             }
                         }
                         return (count, fd)
@@ -144,11 +144,6 @@ public final class UnixSocket: @unchecked Sendable {
         }
     }
 
-    private func cmsgSpace(_ length: Int) -> Int {
-        let align = MemoryLayout<Int>.size
-        let header = (MemoryLayout<cmsghdr>.size + align - 1) & ~(align - 1)
-        return header + ((length + align - 1) & ~(align - 1))
-    }
 }
 
 /// A listening Unix stream socket at a path, readable and writable only by its owner.
@@ -217,11 +212,17 @@ private func withAddress<T>(_ path: String, _ body: (UnsafePointer<sockaddr>, so
     }
 }
 
-/// systemd's notification socket (`$NOTIFY_SOCKET`, sd_notify(3)): "READY=1", "MAINPID=N".
+/// systemd's notification socket (`$NOTIFY_SOCKET`, sd_notify(3)): "READY=1", "MAINPID=N",
+/// "FDSTORE=1" with a descriptor for systemd to keep across restarts of the service.
 public enum SystemdNotify {
-    /// Sends `state` when systemd asked for notifications; false when it did not or the send failed.
+    /// Whether systemd asked for notifications.
+    public static var isExpected: Bool { !(ProcessInfo.processInfo.environment["NOTIFY_SOCKET"] ?? "").isEmpty }
+
+    /// Sends `state` (and `descriptor`, SCM_RIGHTS) when systemd asked for notifications;
+    /// false when it did not or the send failed.
     @discardableResult
-    public static func send(_ state: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+    public static func send(_ state: String, descriptor: Int32? = nil,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
         guard let target = environment["NOTIFY_SOCKET"], !target.isEmpty else { return false }
         let fd = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
@@ -233,12 +234,49 @@ public enum SystemdNotify {
         guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
         let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (path.first == 0 ? 0 : 1))
-        let message = Array(state.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                Glibc.sendto(fd, message, message.count, Int32(MSG_NOSIGNAL), address, length)
+        var message = Array(state.utf8)
+        let controlLength = descriptor == nil ? 0 : cmsgSpace(MemoryLayout<Int32>.size)
+        var control = [UInt8](repeating: 0, count: max(controlLength, 1))
+        let sent = message.withUnsafeMutableBytes { bytes in
+            control.withUnsafeMutableBytes { controlBytes in
+                withUnsafeMutablePointer(to: &address) { addressPointer in
+                    var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                        var header = msghdr()
+                        header.msg_name = UnsafeMutableRawPointer(addressPointer)
+                        header.msg_namelen = length
+                        header.msg_iov = vectorPointer
+                        header.msg_iovlen = 1
+                        if let descriptor {
+                            header.msg_control = controlBytes.baseAddress
+                            header.msg_controllen = controlLength
+                            let cmsg = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                            cmsg.pointee.cmsg_level = SOL_SOCKET
+                            cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                            cmsg.pointee.cmsg_len = cmsgSpace(0) + MemoryLayout<Int32>.size
+                            (controlBytes.baseAddress! + cmsgSpace(0)).storeBytes(of: descriptor, as: Int32.self)
+                        }
+                        return Glibc.sendmsg(fd, &header, Int32(MSG_NOSIGNAL))
+                    }
+                }
             }
         }
         return sent == message.count
     }
+
+    /// The descriptor systemd passed under `name` (LISTEN_FDS / LISTEN_FDNAMES, for this
+    /// process), if any.
+    public static func passedDescriptor(named name: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> Int32? {
+        guard environment["LISTEN_PID"].flatMap({ Int32($0) }) == getpid(),
+              let count = environment["LISTEN_FDS"].flatMap({ Int($0) }), count > 0, count < 1024 else { return nil }
+        let names = (environment["LISTEN_FDNAMES"] ?? "").split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard let index = names.prefix(count).firstIndex(of: name) else { return nil }
+        return 3 + Int32(index)
+    }
+}
+
+private func cmsgSpace(_ length: Int) -> Int {
+    let align = MemoryLayout<Int>.size
+    let header = (MemoryLayout<cmsghdr>.size + align - 1) & ~(align - 1)
+    return header + ((length + align - 1) & ~(align - 1))
 }

@@ -196,4 +196,26 @@ struct TakeoverTests {
         try mount.unmount()
         try MountFixture.waitForExit(new)
     }
+
+    /// Under systemd the unit's descriptor store keeps the connection instead of a holder, and
+    /// Restart= starts the next daemon with it (Tests/clients/fake_systemd.py plays systemd).
+    @Test func underSystemdTheDescriptorStoreCarriesTheMountAcrossACrash() throws {
+        let slow = NSTemporaryDirectory() + TestServers.uniqueName("store-slow") + ".toml"
+        try "bandwidth_limit = \"16MB\"\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: slow) }
+        let prefix = TestServers.uniqueName("store")
+        let model = ModelFixture(modelID: "store@1.0", sizes: [("w.bin", 40 << 20)], chunkSize: 4 << 20, seed: 5)
+        for file in model.files { try TestServers.putHTTP("\(prefix)/\(file.path)", file.data) }
+        let http = try TestServers.value("WAN_TEST_HTTP")
+        let mount = try MountFixture(manifest: ModelFixture.manifest([model.manifestEntry(sources: ["\(http)/\(prefix)"])]))
+        let result = try Shell.run("/usr/bin/env", ["python3", TestServers.repositoryRoot + "/Tests/clients/fake_systemd.py", BuiltProducts.path("mount.wanfs"),
+                                                    mount.root, mount.mountpoint, "manifest=\(mount.manifest),config=\(slow)", mount.path(model.modelID, "w.bin")])
+        let line = result.output.split(separator: "\n").last.map(String.init) ?? ""
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(result.output)")
+        #expect(report["ready"] as? Bool == true && report["stored"] as? Bool == true, "READY=1 and FDSTORE=1 with the connection: \(report)")
+        #expect(report["restarted_ready"] as? Bool == true, "the restarted daemon carried the stored connection on: \(report)")
+        #expect(report["error"] is NSNull && report["sha256"] as? String == model.files[0].sha256, "the reader across the crash: \(report)")
+        #expect(report["removed"] as? Bool == true && report["exit"] as? Int == 0, "a clean unmount empties the store: \(report)")
+        #expect(!mount.isMounted)
+    }
 }
