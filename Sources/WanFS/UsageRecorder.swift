@@ -86,6 +86,21 @@ final class UsageRecorder: Sendable {
         state.withLock { $0.metrics.record(bytes: count, fromCache: fromCache, seconds: seconds) }
     }
 
+    /// The read metrics so far (for a daemon taking this mount over).
+    var metrics: MountReadMetrics { state.withLock { $0.metrics } }
+
+    /// Goes on counting from the metrics of the daemon this one took over (a takeover is no
+    /// restart for the sidecar's counters). Hostile numbers are dropped.
+    func carryOn(_ previous: MountReadMetrics) {
+        guard previous.isPlausible else { return }
+        state.withLock { state in
+            var metrics = previous
+            metrics.pid = state.metrics.pid
+            metrics.mountpoint = state.metrics.mountpoint
+            state.metrics = metrics
+        }
+    }
+
     /// Writes the counts gathered so far, and publishes the read metrics.
     func flush() {
         let inFlight = engine.liveFetchers().filter { $0.snapshot.inFlightBlocks > 0 }.count

@@ -1,4 +1,5 @@
 import Foundation
+import WanCache
 import WanCore
 
 /// What a daemon taking over the mount needs of this one's filesystem: the tree with its
@@ -16,6 +17,8 @@ extension WanFileSystem {
         var handles: [OpenHandle]
         var passthrough: PassthroughOpens.State
         var nextHandle: UInt64
+        /// The mount's read metrics, so the sidecar's counters go on.
+        var metrics: MountReadMetrics?
     }
 
     /// The state to hand over. Taken while no request is being served (the workers are parked).
@@ -24,7 +27,7 @@ extension WanFileSystem {
             table.map { HandoverState.OpenHandle(handle: $0.key, ino: $0.value.ino, servedUnverified: $0.value.unverifiedGeneration != nil) }
         }
         return HandoverState(table: table.snapshot, handles: handles.sorted { $0.handle < $1.handle }, passthrough: passthrough.saved,
-                             nextHandle: nextHandle.load(ordering: .relaxed))
+                             nextHandle: nextHandle.load(ordering: .relaxed), metrics: usage.metrics)
     }
 
     struct HandoverError: Error, CustomStringConvertible {
@@ -48,6 +51,7 @@ extension WanFileSystem {
         handles.withLock { $0 = restored }
         nextHandle.store(max(state.nextHandle, highest + 1), ordering: .relaxed)
         passthrough.saved = state.passthrough
+        if let metrics = state.metrics { usage.carryOn(metrics) }
         return changes
     }
 }

@@ -61,6 +61,7 @@ struct TakeoverTests {
         let paths = [mount.mountpoint + "/" + id, mount.path(id, "w.bin"), mount.path(id, "m.bin"), mount.path(id, "done.bin")]
         let inodes = paths.map(Self.inode)
         let old = try Self.daemonPid(mount)
+        let passthrough = try mount.mountInfo()["passthrough"] as? Bool
 
         let held = try Reader("held", mount.path(id, "done.bin"))
         let stream = try Reader("stream", mount.path(id, "w.bin"))
@@ -89,6 +90,22 @@ struct TakeoverTests {
         print("takeover: mount.wanfs -o takeover returned in \(Int(took * 1000)) ms; the slowest open of a complete file during it: \(probed["slowest_ms"] ?? "?") ms over \(probed["opens"] ?? "?") opens")
 
         #expect(paths.map(Self.inode) == inodes, "inode numbers carry on")
+        #expect(try mount.mountInfo()["passthrough"] as? Bool == passthrough, "passthrough carries on")
+        // The read metrics the sidecar exports go on from the old daemon's counts: every byte
+        // read through a daemon (done.bin's 4 MiB before the takeover, the two big files across
+        // it) is in the new daemon's totals.
+        let metrics = mount.root + "/.state/mounts/\(new).json"
+        let least = Int64((48 + 40 + 4) << 20)
+        var total: Int64 = 0
+        let published = Date().addingTimeInterval(20)
+        while total < least && Date() < published {
+            Thread.sleep(forTimeInterval: 0.25)
+            if let data = FileManager.default.contents(atPath: metrics),
+               let counts = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                total = ((counts["bytesFromCache"] as? NSNumber)?.int64Value ?? 0) + ((counts["bytesFromOrigin"] as? NSNumber)?.int64Value ?? 0)
+            }
+        }
+        #expect(total >= least, "the new daemon's metrics count what the old one served: \(total) of at least \(least)")
         #expect(try sha256sum(mount.path(id, "done.bin")) == model.files[2].sha256, "a new open of a complete file")
         #expect(try TrustMountTests.waitForState(mount.path(id, "w.bin"), "COMPLETE"), "xattrs answer, and the fetch finished")
         #expect(try mount.liveStatus(id)["state"] as? String == "COMPLETE", "status --mount talks to the new daemon")
