@@ -51,7 +51,7 @@ public enum CrashRecovery {
             throw OrchestratorError.configInvalid(key: "recovery", message: "\(source) is missing: nothing saved of the connection to carry on")
         }
         let saved = try JSONDecoder().decode(SavedConnection.self, from: data)
-        guard FuseChannel.isInit(saved.record.initRequest), saved.epoch < (1 << 20) else {
+        guard saved.record.isPlausible, saved.epoch < (1 << 20) else {
             throw OrchestratorError.configInvalid(key: "recovery", message: "\(source) does not hold a FUSE INIT and a handle epoch")
         }
         return saved

@@ -113,6 +113,10 @@ final class TakeoverClient: Sendable {
             switch Takeover.decode(message) {
             case .handover(let handover):
                 guard let descriptor else { throw Takeover.Failure(message: "the running mount sent no FUSE descriptor", code: .ioError) }
+                guard handover.record.isPlausible else {
+                    close(descriptor)
+                    throw Takeover.Failure(message: "the running mount sent no usable FUSE INIT", code: .ioError)
+                }
                 return (descriptor, handover)
             case .refused(let reason):
                 if let descriptor { close(descriptor) }
@@ -197,7 +201,8 @@ final class TakeoverListener: Sendable {
             logger.warning("takeover: refused a connection from another user")
             return
         }
-        try? connection.setReceiveTimeout(seconds: 30)
+        // The new daemon prepares its cache between hello and takeOver.
+        try? connection.setReceiveTimeout(seconds: 120)
         while let (message, descriptor) = try? connection.receive() {
             if let descriptor { close(descriptor) }
             switch Takeover.decode(message) {

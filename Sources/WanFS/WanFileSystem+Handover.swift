@@ -19,6 +19,9 @@ extension WanFileSystem {
         var nextHandle: UInt64
         /// The mount's read metrics, so the sidecar's counters go on.
         var metrics: MountReadMetrics?
+        /// The connection outlived a daemon that died: handles and backing files it left stay
+        /// unknown (see ``recoverAfterCrash(table:epoch:)``).
+        var recovered: Bool?
     }
 
     /// The state to hand over. Taken while no request is being served (the workers are parked).
@@ -27,7 +30,8 @@ extension WanFileSystem {
             table.map { HandoverState.OpenHandle(handle: $0.key, ino: $0.value.ino, servedUnverified: $0.value.unverifiedGeneration != nil) }
         }
         return HandoverState(table: table.snapshot, handles: handles.sorted { $0.handle < $1.handle }, passthrough: passthrough.saved,
-                             nextHandle: nextHandle.load(ordering: .relaxed), metrics: usage.metrics)
+                             nextHandle: nextHandle.load(ordering: .relaxed), metrics: usage.metrics,
+                             recovered: recovered.load(ordering: .relaxed))
     }
 
     struct HandoverError: Error, CustomStringConvertible {
@@ -52,6 +56,7 @@ extension WanFileSystem {
         nextHandle.store(max(state.nextHandle, highest + 1), ordering: .relaxed)
         passthrough.saved = state.passthrough
         if let metrics = state.metrics { usage.carryOn(metrics) }
+        if state.recovered == true { recovered.store(true, ordering: .relaxed) }
         return changes
     }
 }

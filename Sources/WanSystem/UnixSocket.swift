@@ -159,11 +159,11 @@ public final class UnixListener: @unchecked Sendable {
         descriptor = try syscall("socket", path: path) { Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
             if Glibc.unlink(path) != 0 && errno != ENOENT { throw SystemError(errno: errno, operation: "unlink", path: path) }
-            let mask = umask(0o177)
-            defer { umask(mask) }
             _ = try withAddress(path) { address, length in
                 try syscall("bind", path: path) { Glibc.bind(descriptor, address, length) }
             }
+            // Owner only before anyone may connect (umask is the whole process's: not that).
+            _ = try syscall("chmod", path: path) { Glibc.chmod(path, 0o600) }
             _ = try syscall("listen", path: path) { Glibc.listen(descriptor, 8) }
         } catch {
             Glibc.close(descriptor)

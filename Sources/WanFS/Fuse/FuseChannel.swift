@@ -27,6 +27,11 @@ final class FuseChannel: @unchecked Sendable {
         var maxRead: Int
         var passthrough: Bool
         var directIOMmap: Bool
+
+        /// Whether it can be a connection's (it came from another process, or a file).
+        var isPlausible: Bool {
+            FuseChannel.isInit(initRequest) && initRequest.count <= 4096 && (4096...(128 << 20)).contains(maxRead)
+        }
     }
 
     static let opcodeInit: UInt32 = 26
