@@ -204,6 +204,8 @@ struct TakeoverTests {
         #expect(mount.isMounted, "never unmounted")
         let new = try Self.daemonPid(mount)
         #expect(new == holder, "the holder became the new daemon")
+        let started = Date().addingTimeInterval(10)
+        while mount.holderPid == nil && Date() < started { Thread.sleep(forTimeInterval: 0.05) }
         #expect(mount.holderPid.map { $0 != holder && kill($0, 0) == 0 } == true, "and started a holder of its own")
         #expect(Self.inode(mount.path(id, "w.bin")) == inode)
         // The partial files were carried on, not fetched again.
@@ -234,5 +236,31 @@ struct TakeoverTests {
         #expect(report["error"] is NSNull && report["sha256"] as? String == model.files[0].sha256, "the reader across the crash: \(report)")
         #expect(report["removed"] as? Bool == true && report["exit"] as? Int == 0, "a clean unmount empties the store: \(report)")
         #expect(!mount.isMounted)
+    }
+
+    /// Recoveries are bounded: five daemons that die in a row are replaced, the sixth ends the
+    /// mount (ENOTCONN) instead of a restart loop.
+    @Test func aDaemonThatKeepsDyingIsReplacedFiveTimesThenTheMountFails() throws {
+        let (mount, model, _) = try MountTests.nginxModel("dying", sizes: [("a.bin", 1 << 20)])
+        var daemon = try Self.daemonPid(mount)
+        var holder = try #require(mount.holderPid)
+        for round in 1...5 {
+            kill(daemon, SIGKILL)
+            try MountFixture.waitForExit(daemon)
+            // Reading through the mount waits for the new daemon: the holder, become it.
+            #expect(try Self.daemonPid(mount) == holder, "recovery \(round)")
+            daemon = holder
+            // It serves before it has started its own holder.
+            let started = Date().addingTimeInterval(10)
+            while mount.holderPid == nil && Date() < started { Thread.sleep(forTimeInterval: 0.05) }
+            holder = try #require(mount.holderPid)
+        }
+        #expect(try sha256sum(mount.path(model.modelID, "a.bin")) == model.files[0].sha256)
+        kill(daemon, SIGKILL)
+        try MountFixture.waitForExit(daemon)
+        try MountFixture.waitForExit(holder)
+        let result = readFile(mount.path(model.modelID, "a.bin"))
+        #expect(result == .failure(POSIXErrorBox(errno: ENOTCONN)), "the sixth death in a row ends the mount")
+        try Shell.run("/bin/umount", ["-l", mount.mountpoint])
     }
 }
