@@ -33,15 +33,32 @@ public enum CrashRecovery {
     static let heldDescriptor: Int32 = 3
     static let pipeDescriptor: Int32 = 4
 
-    static func path(modelsRoot: String, mountpoint: String) -> String {
-        Takeover.socketPath(modelsRoot: modelsRoot, mountpoint: mountpoint).replacingOccurrences(of: ".sock", with: ".connection")
+    static func path(modelsRoot: String, mountpoint: String, _ suffix: String = "connection") -> String {
+        Takeover.statePath(modelsRoot: modelsRoot, mountpoint: mountpoint, suffix)
     }
 
     static func save(_ saved: SavedConnection, modelsRoot: String, mountpoint: String) throws {
-        let target = path(modelsRoot: modelsRoot, mountpoint: mountpoint)
+        try write(JSONEncoder().encode(saved), to: path(modelsRoot: modelsRoot, mountpoint: mountpoint))
+    }
+
+    /// The backing ids registered now (inode → id), rewritten at every registration and
+    /// unregistration: a daemon carrying on after a crash answers opens of those inodes with them.
+    static func saveBackingIDs(_ ids: [UInt64: Int32], modelsRoot: String, mountpoint: String) throws {
+        let table = Dictionary(uniqueKeysWithValues: ids.map { (String($0.key), $0.value) })
+        try write(JSONEncoder().encode(table), to: path(modelsRoot: modelsRoot, mountpoint: mountpoint, "backing"))
+    }
+
+    static func loadBackingIDs(modelsRoot: String, mountpoint: String) -> [UInt64: Int32] {
+        guard let data = FileManager.default.contents(atPath: path(modelsRoot: modelsRoot, mountpoint: mountpoint, "backing")),
+              let table = try? JSONDecoder().decode([String: Int32].self, from: data) else { return [:] }
+        return Dictionary(table.compactMap { key, id in UInt64(key).flatMap { $0 > 0 && id > 0 ? ($0, id) : nil } }) { first, _ in first }
+    }
+
+    /// Replaces `target` whole (a temporary name of this process and thread, then rename).
+    private static func write(_ data: Data, to target: String) throws {
         try FileSystem.createDirectories(PathSplit.parent(target))
-        let temporary = target + ".\(getpid()).tmp"
-        try JSONEncoder().encode(saved).write(to: URL(fileURLWithPath: temporary))
+        let temporary = target + ".\(getpid())-\(UUID().uuidString.prefix(8)).tmp"
+        try data.write(to: URL(fileURLWithPath: temporary))
         try FileSystem.rename(temporary, to: target)
     }
 
@@ -67,10 +84,11 @@ public enum CrashRecovery {
         defer { close(readEnd) }
         var environment = ProcessInfo.processInfo.environment
         environment[recoveriesVariable] = String(recoveries)
-        environment[descriptorVariable] = nil
+        // Not systemd's service (that would use the descriptor store), not its descriptors.
+        for name in [descriptorVariable, "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] { environment[name] = nil }
         do {
             let pid = try Spawn.start(executable, ["mount.wanfs", "--hold", options.modelsRoot, options.mountpoint, options.given.joined(separator: ",")],
-                                      environment: environment, descriptors: [(connection, heldDescriptor), (readEnd, pipeDescriptor)])
+                                      environment: environment, descriptors: [(connection, heldDescriptor), (readEnd, pipeDescriptor)], newSession: true)
             return (pid, writeEnd)
         } catch {
             close(writeEnd)

@@ -15,6 +15,9 @@ extension Mounter {
             var listener: TakeoverListener?
             var holderPipe: Int32?
             var inSystemdStore = false
+            /// Set while the connection is being handed over (and after): what is saved for a
+            /// crash is the new daemon's to write.
+            var handingOver = false
         }
         private let state = Mutex(State())
 
@@ -36,9 +39,11 @@ extension Mounter {
             if stored && !handedOver { SystemdNotify.send("FDSTOREREMOVE=1\nFDNAME=\(CrashRecovery.storeName)") }
         }
 
-        /// Saves what a daemon carrying on after a crash needs (after INIT, each reload).
+        func handingOver(_ value: Bool) { state.withLock { $0.handingOver = value } }
+
+        /// Saves what a daemon carrying on after a crash needs (once serving, each reload).
         func save(_ session: FuseSession, _ fs: WanFileSystem) {
-            guard let record = session.negotiated else { return }
+            guard let record = session.negotiated, !state.withLock({ $0.handingOver }) else { return }
             let saved = CrashRecovery.SavedConnection(record: record, table: fs.table.snapshot, epoch: fs.epoch)
             do {
                 try CrashRecovery.save(saved, modelsRoot: fs.engine.resolver.modelsRoot, mountpoint: session.mountpoint)
@@ -68,12 +73,27 @@ extension Mounter {
         }
     }
 
-    /// Carries on the connection a holder kept after its daemon died.
+    /// Carries on the connection a holder (or systemd) kept after its daemon died. The next
+    /// handle epoch is saved before anything is served.
     func recover(_ recovery: (descriptor: Int32, saved: CrashRecovery.SavedConnection), fs: WanFileSystem) throws -> FuseSession {
-        let changes = try fs.recoverAfterCrash(table: recovery.saved.table, epoch: recovery.saved.epoch)
-        let session = try adoptedSession(recovery.descriptor, recovery.saved.record, fs: fs)
+        var saved = recovery.saved
+        saved.epoch += 1
+        try CrashRecovery.save(saved, modelsRoot: options.modelsRoot, mountpoint: options.mountpoint)
+        let changes = try fs.recoverAfterCrash(table: saved.table, epoch: saved.epoch,
+                                               backingIDs: CrashRecovery.loadBackingIDs(modelsRoot: options.modelsRoot, mountpoint: options.mountpoint))
+        let session = try adoptedSession(recovery.descriptor, saved.record, fs: fs)
         pendingInvalidations.withLock { $0 = changes }
         return session
+    }
+
+    /// Keeps the backing ids saved as they change (for a daemon carrying on after a crash).
+    func saveBackingIDs(of fs: WanFileSystem) {
+        let (root, mountpoint, logger) = (options.modelsRoot, options.mountpoint, logger)
+        fs.passthrough.onBackingChange { ids in
+            do { try CrashRecovery.saveBackingIDs(ids, modelsRoot: root, mountpoint: mountpoint) } catch {
+                logger.warning("could not save the passthrough backing ids for crash recovery: \(error)")
+            }
+        }
     }
 
     private func adoptedSession(_ descriptor: Int32, _ record: FuseChannel.Record, fs: WanFileSystem) throws -> FuseSession {
@@ -103,22 +123,21 @@ extension Mounter {
             return "the mount at \(options.mountpoint) did not answer within 20 s"
         }
         while session.negotiated == nil {
-            guard Date() < deadline else { return "the connection of \(options.mountpoint) did not start within 20 s" }
+            guard Date() < deadline else {
+                // Not ours to unmount: the previous daemon serves again, or the holder's next try.
+                session.abandon()
+                return "the connection of \(options.mountpoint) did not start within 20 s"
+            }
             Thread.sleep(forTimeInterval: 0.002)
         }
-        if let takeover {
-            do { try takeover.confirmServing() } catch {
-                logger.warning("could not tell the previous daemon (pid \(takeover.pid)) that this one serves: \(error)")
-            }
-            logger.info("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
-        } else {
+        if takeover == nil {
+            session.confirmOwnership()
             if session.resendUnanswered() {
                 logger.notice("carried on \(options.mountpoint) after its daemon died; the kernel sends again what it never answered")
             } else {
                 logger.warning("carried on \(options.mountpoint) after its daemon died, but this kernel cannot send again what the dead daemon read (FUSE_NOTIFY_RESEND needs Linux 6.9): those calls wait until interrupted")
             }
         }
-        if let changes = pendingInvalidations.withLock({ $0 }) { session.invalidate(changes) }
         return nil
     }
 
@@ -149,22 +168,37 @@ extension Mounter {
         }
         var listener: TakeoverListener?
         do {
-            listener = try listen(session: session, fs: fs)
+            listener = try listen(session: session, fs: fs, continuity: continuity)
         } catch {
             logger.warning("this mount cannot be taken over (-o takeover): \(error)")
         }
         continuity.started(listener: listener, holder: holderPipe, inSystemdStore: stored)
+        // Only now, with the connection saved and held, is the previous daemon let go.
+        if let takeover {
+            session.confirmOwnership()
+            do { try takeover.confirmServing() } catch {
+                logger.warning("could not tell the previous daemon (pid \(takeover.pid)) that this one serves: \(error)")
+            }
+            logger.info("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+        }
+        if let changes = pendingInvalidations.withLock({ $0 }) { session.invalidate(changes) }
         if takeover == nil { SystemdNotify.send("READY=1") }
     }
 
     /// Answers takeover requests for this mount.
-    private func listen(session: FuseSession, fs: WanFileSystem) throws -> TakeoverListener {
+    /// The longest a takeover waits for the requests being served (every other caller waits too).
+    static let handoverDrainLimit = 10.0
+
+    private func listen(session: FuseSession, fs: WanFileSystem, continuity: Continuity) throws -> TakeoverListener {
         let readTimeout = config.readTimeout
         let callbacks = TakeoverListener.Callbacks(
             handOver: {
-                // A request being served (a cold read) finishes first; the longest wait is one read's.
-                guard let descriptor = session.pauseForHandover(timeout: readTimeout + 5), let record = session.negotiated else {
-                    return .failure(Takeover.Failure(message: "the mount is still serving a request; try again", code: .ioError))
+                // Requests being served (cold reads) finish first; every other caller waits
+                // meanwhile, so the wait is bounded (then the takeover is refused).
+                continuity.handingOver(true)
+                guard let descriptor = session.pauseForHandover(timeout: min(readTimeout, Self.handoverDrainLimit)), let record = session.negotiated else {
+                    continuity.handingOver(false)
+                    return .failure(Takeover.Failure(message: "the mount is still serving a request after \(Int(min(readTimeout, Self.handoverDrainLimit))) s; try again", code: .ioError))
                 }
                 return .success((descriptor, Takeover.Handover(record: record, filesystem: fs.handoverState)))
             },
@@ -174,7 +208,13 @@ extension Mounter {
                 SystemdNotify.send("MAINPID=\(pid)")
                 session.finishHandover()
             },
-            resume: { session.resumeAfterFailedHandover() })
+            resume: {
+                // The new daemon may have read requests before it went away: the kernel sends
+                // them again (nothing of ours is in flight while parked).
+                _ = session.resendUnanswered()
+                continuity.handingOver(false)
+                session.resumeAfterFailedHandover()
+            })
         return try TakeoverListener(path: Takeover.socketPath(modelsRoot: options.modelsRoot, mountpoint: options.mountpoint),
                                     options: options.given, logger: logger, callbacks: callbacks)
     }

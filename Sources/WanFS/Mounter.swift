@@ -43,9 +43,15 @@ public final class Mounter: Sendable {
                 throw OrchestratorError.configInvalid(key: CrashRecovery.descriptorVariable, message: "'\(text)' is not an open descriptor")
             }
             recovery = (descriptor, try CrashRecovery.load(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint))
-        } else if let descriptor = SystemdNotify.passedDescriptor(named: CrashRecovery.storeName, environment: environment) {
+        } else if let descriptor = SystemdNotify.passedDescriptor(named: CrashRecovery.storeName, environment: environment),
+                  CrashRecovery.isMounted(given.mountpoint) {
             recovery = (descriptor, try CrashRecovery.load(modelsRoot: given.modelsRoot, mountpoint: given.mountpoint))
         } else {
+            if let stale = SystemdNotify.passedDescriptor(named: CrashRecovery.storeName, environment: environment) {
+                // The mount it belonged to is gone: mount afresh, and let systemd drop it.
+                close(stale)
+                SystemdNotify.send("FDSTOREREMOVE=1\nFDNAME=\(CrashRecovery.storeName)", environment: environment)
+            }
             recovery = nil
         }
         var options = given
@@ -124,6 +130,7 @@ public final class Mounter: Sendable {
             fsSettings.passthrough = options.passthrough
             fsSettings.directIO = options.directIO
             fs = WanFileSystem(engine: engine, settings: fsSettings)
+            saveBackingIDs(of: fs)
             if let takeover {
                 session = try adopt(from: takeover, fs: fs)
             } else if let recovery {

@@ -40,8 +40,38 @@ public final class PassthroughOpens: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Told the backing ids registered now (inode → id) whenever one is registered or
+    /// unregistered: a daemon carrying the connection on after a crash needs them, since the
+    /// kernel keeps them and refuses any other open of those inodes.
+    private let backingChanged = Mutex<(@Sendable ([UInt64: Int32]) -> Void)?>(nil)
 
     public init() {}
+
+    func onBackingChange(_ body: @escaping @Sendable ([UInt64: Int32]) -> Void) {
+        backingChanged.withLock { $0 = body }
+    }
+
+    /// The backing ids registered now, by inode.
+    var backingIDs: [UInt64: Int32] { state.withLock { Self.backingIDs($0) } }
+
+    private static func backingIDs(_ state: State) -> [UInt64: Int32] {
+        state.inodes.compactMapValues { $0.passthroughOpens > 0 && $0.backingID > 0 ? $0.backingID : nil }
+    }
+
+    /// After a crash: the inodes the dead daemon passed through keep their backing ids, held
+    /// by an open this daemon never sees close (the kernel keeps them until the unmount).
+    func restoreAfterCrash(_ ids: [UInt64: Int32]) {
+        state.withLock { state in
+            for (ino, id) in ids where id > 0 {
+                state.inodes[ino] = Inode(cachedOpens: 0, passthroughOpens: 1, backingID: id)
+            }
+        }
+    }
+
+    private func tellBackingChange(_ ids: [UInt64: Int32]?) {
+        guard let ids, let body = backingChanged.withLock({ $0 }) else { return }
+        body(ids)
+    }
 
     /// What this holds now (for the daemon taking over), and what it held in the daemon that
     /// handed over (before any open of this one).
@@ -64,9 +94,14 @@ public final class PassthroughOpens: Sendable {
     ///     when the kernel refuses. Called with the table locked, at most once per inode
     ///     until its passthrough opens have all closed.
     public func open(handle: UInt64, ino: UInt64, backing: Int32?, register: (Int32) -> Int32?) -> Mode {
-        state.withLock { state in
+        var changed: [UInt64: Int32]?
+        defer { tellBackingChange(changed) }
+        return state.withLock { state in
             var inode = state.inodes[ino] ?? Inode()
-            defer { state.inodes[ino] = inode }
+            defer {
+                state.inodes[ino] = inode
+                if inode.passthroughOpens == 1 && changed == nil && state.handles[handle]?.passthrough == true { changed = Self.backingIDs(state) }
+            }
             if inode.passthroughOpens > 0 {
                 inode.passthroughOpens += 1
                 state.handles[handle] = Open(ino: ino, passthrough: true)
@@ -90,7 +125,9 @@ public final class PassthroughOpens: Sendable {
     /// `handle` was released (or its open reply never reached the kernel). Returns the
     /// backing id to unregister when it was the inode's last passthrough open.
     public func release(handle: UInt64) -> Int32? {
-        state.withLock { state in
+        var changed: [UInt64: Int32]?
+        defer { tellBackingChange(changed) }
+        return state.withLock { state in
             guard let open = state.handles.removeValue(forKey: handle), var inode = state.inodes[open.ino] else { return nil }
             let (ino, passthrough) = (open.ino, open.passthrough)
             var unregister: Int32?
@@ -104,6 +141,7 @@ public final class PassthroughOpens: Sendable {
                 inode.cachedOpens -= 1
             }
             state.inodes[ino] = inode.cachedOpens == 0 && inode.passthroughOpens == 0 ? nil : inode
+            if unregister != nil { changed = Self.backingIDs(state) }
             return unregister
         }
     }

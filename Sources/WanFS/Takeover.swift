@@ -43,8 +43,13 @@ public enum Takeover {
 
     /// The socket of the mount at `mountpoint` over `modelsRoot`.
     public static func socketPath(modelsRoot: String, mountpoint: String) -> String {
+        statePath(modelsRoot: modelsRoot, mountpoint: mountpoint, "sock")
+    }
+
+    /// `MODELS_ROOT/.state/mounts/<key>.<suffix>`, the key derived from the mountpoint.
+    static func statePath(modelsRoot: String, mountpoint: String, _ suffix: String) -> String {
         let key = SHA256Hasher.hash(Array(mountpoint.utf8)).hex.prefix(16)
-        return ModelResolver(modelsRoot: modelsRoot).stateDir + "/mounts/\(key).sock"
+        return ModelResolver(modelsRoot: modelsRoot).stateDir + "/mounts/\(key).\(suffix)"
     }
 
     /// Why a takeover did not happen.
@@ -84,6 +89,9 @@ final class TakeoverClient: Sendable {
                 throw fail("no wanfs daemon serves \(mountpoint) over \(modelsRoot) (nothing answers at \(path)): mount it first, without takeover")
             }
             self.socket = socket
+            // Only a daemon of this user (or root) may hand a connection, and options, to this one.
+            let peer = try socket.peerUserID()
+            guard peer == geteuid() || peer == 0 else { throw fail("\(path) is served by another user (uid \(peer)): refused") }
             try socket.setReceiveTimeout(seconds: 30)
             try socket.send(Takeover.encode(.hello(version: Takeover.version)))
             switch Takeover.decode(try socket.receive().message) {
@@ -206,6 +214,9 @@ final class TakeoverListener: Sendable {
         while let (message, descriptor) = try? connection.receive() {
             if let descriptor { close(descriptor) }
             switch Takeover.decode(message) {
+            case .hello(let version) where version != Takeover.version:
+                try? connection.send(Takeover.encode(.refused("this daemon speaks takeover version \(Takeover.version), the new one \(version)")))
+                return
             case .hello:
                 try? connection.send(Takeover.encode(.welcome(options: options, pid: getpid())))
             case .takeOver:

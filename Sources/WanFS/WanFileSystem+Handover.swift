@@ -51,9 +51,9 @@ extension WanFileSystem {
                 throw HandoverError(description: "handle \(open.handle): \(error)")
             }
         }
-        let highest = state.handles.map(\.handle).max() ?? 0
+        let highest = min(state.handles.map(\.handle).max() ?? 0, UInt64.max >> 1)
         handles.withLock { $0 = restored }
-        nextHandle.store(max(state.nextHandle, highest + 1), ordering: .relaxed)
+        nextHandle.store(max(min(state.nextHandle, UInt64.max >> 1), highest + 1), ordering: .relaxed)
         passthrough.saved = state.passthrough
         if let metrics = state.metrics { usage.carryOn(metrics) }
         if state.recovered == true { recovered.store(true, ordering: .relaxed) }
@@ -74,12 +74,15 @@ extension WanFileSystem {
 
     /// Carries on a connection whose daemon died: its tree (saved at every change, so inode
     /// numbers the kernel caches keep their meaning), this daemon's manifest shown over it,
-    /// handles from a new epoch. Handles of the dead daemon are made again from their inode
-    /// on their first read; files open direct (see ``open(_:flags:register:)``).
-    func recoverAfterCrash(table snapshot: InodeTable.Snapshot, epoch: UInt64) throws(HandoverError) -> Invalidations {
+    /// handles from `epoch` (saved before this daemon serves, so a daemon that dies at once
+    /// does not hand the next one the same numbers). Handles of the dead daemon are made
+    /// again from their inode on their first read; inodes it passed through keep their
+    /// backing ids (the kernel refuses any other kind of open of them).
+    func recoverAfterCrash(table snapshot: InodeTable.Snapshot, epoch: UInt64, backingIDs: [UInt64: Int32]) throws(HandoverError) -> Invalidations {
         let changes = try showOver(snapshot)
         recovered.store(true, ordering: .relaxed)
-        nextHandle.store(((epoch + 1) << Self.epochShift) + 1, ordering: .relaxed)
+        nextHandle.store((epoch << Self.epochShift) + 1, ordering: .relaxed)
+        passthrough.restoreAfterCrash(backingIDs)
         return changes
     }
 

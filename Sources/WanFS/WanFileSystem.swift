@@ -218,12 +218,8 @@ public final class WanFileSystem: Sendable {
                 fetcher.prefetch(0..<file.size, priority: .background)
             }
             let complete = snapshot.phase == .complete
-            // After a crash the inode may still pass through to a backing file of the dead
-            // daemon: a cached open would be refused (ETXTBSY), a direct-I/O one never is.
-            let unknownBacking = recovered.load(ordering: .relaxed) && passthroughNegotiated.load(ordering: .relaxed)
-            var reply = OpenReply(handle: id, keepCache: complete && !unknownBacking,
-                                  directIO: (!complete && opensPartialFilesDirect) || unknownBacking)
-            if let register, settings.passthrough, !unknownBacking {
+            var reply = OpenReply(handle: id, keepCache: complete, directIO: !complete && opensPartialFilesDirect)
+            if let register, settings.passthrough {
                 // The blob of a complete, verified file; nil while it is being fetched.
                 let blob = snapshot.phase == .complete ? fetcher.verifiedBlob : nil
                 reply.mode = withExtendedLifetime(blob) {
@@ -240,7 +236,8 @@ public final class WanFileSystem: Sendable {
     public func read(handle id: UInt64, ino: UInt64 = 0, offset: Int64, size: Int) throws(FSError) -> ReadReply {
         var known = handles.withLock { $0[id] }
         if known == nil { known = try recreatedHandle(id, ino: ino) }
-        guard let handle = known else { throw .badHandle }
+        // A handle of another file never serves this one's bytes.
+        guard let handle = known, ino == 0 || handle.ino == ino else { throw .badHandle }
         if let generated = handle.generated {
             let start = min(Int(offset), generated.count)
             return .bytes(Array(generated[start..<min(generated.count, start + size)]))

@@ -187,6 +187,10 @@ struct TakeoverTests {
         let holder = try #require(mount.holderPid, "mount.wanfs starts a holder")
         let inode = Self.inode(mount.path(id, "w.bin"))
 
+        // A complete file held open across the crash: as root on Linux >= 6.9 it passes through
+        // to a backing file the dead daemon registered, and the kernel refuses any other kind of
+        // open of it while that lasts.
+        let held = try Reader("held", mount.path(id, "done.bin"))
         let stream = try Reader("stream", mount.path(id, "w.bin"))
         let mapped = try Reader("mmap", mount.path(id, "m.bin"))
         let probe = try Reader("probe", mount.path(id, "done.bin"), ["4"])
@@ -198,6 +202,10 @@ struct TakeoverTests {
             #expect(report["error"] is NSNull, "\(file.path): \(report)")
             #expect(report["sha256"] as? String == file.sha256, "\(file.path): \(report)")
         }
+        held.go()
+        let kept = try held.report()
+        #expect(kept["sha256"] as? String == model.files[2].sha256, "the fd held across the crash: \(kept)")
+        #expect(try sha256sum(mount.path(id, "done.bin")) == model.files[2].sha256, "a new open of the file held across the crash")
         let probed = try probe.report()
         #expect(probed["error"] is NSNull, "\(probed)")
         print("crash recovery: the slowest open of a complete file across kill -9 of the daemon: \(probed["slowest_ms"] ?? "?") ms over \(probed["opens"] ?? "?") opens")

@@ -51,6 +51,8 @@ final class FuseChannel: @unchecked Sendable {
     private var initRequest: [UInt8]?
     private var replay: [UInt8]?
     private var swallowUnique: UInt64?
+    /// A replayed INIT was answered without error by libfuse (nil: none replayed).
+    private var replayAccepted: Bool?
 
     /// A channel for a connection this daemon mounted itself.
     init() { Self.installWakeHandler() }
@@ -63,6 +65,10 @@ final class FuseChannel: @unchecked Sendable {
         replay = initRequest
         swallowUnique = Self.unique(initRequest)
     }
+
+    /// Whether libfuse accepted the replayed INIT (its swallowed reply had no error); true for
+    /// a connection this daemon mounted.
+    var initAccepted: Bool { condition.withLock { replayAccepted ?? true } }
 
     /// The kernel's INIT request, once it was read (or the one replayed).
     var recordedInit: [UInt8]? { condition.withLock { initRequest } }
@@ -117,6 +123,9 @@ final class FuseChannel: @unchecked Sendable {
             condition.withLock { serving[me] = wan_gettid() }
             return replay.count
         }
+        // libfuse answers EIO to anything read before INIT is done, and starts a second worker
+        // before the first has processed the replayed INIT: wait for its answer.
+        while swallowUnique != nil && !letGo { condition.wait() }
         while true {
             if parking || letGo {
                 condition.broadcast()
@@ -161,7 +170,12 @@ final class FuseChannel: @unchecked Sendable {
            vectors[0].iov_len >= 16, let base = vectors[0].iov_base {
             let unique = base.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
             if unique == expected {
-                condition.withLock { swallowUnique = nil }
+                let error = base.loadUnaligned(fromByteOffset: 4, as: Int32.self).littleEndian
+                condition.withLock {
+                    swallowUnique = nil
+                    replayAccepted = error == 0
+                    condition.broadcast()
+                }
                 return (0..<Int(count)).reduce(0) { $0 + vectors[$1].iov_len }
             }
         }

@@ -160,8 +160,24 @@ public final class FuseSession: @unchecked Sendable {
     /// The /dev/fuse descriptor (-1 before ``mount()``).
     var deviceDescriptor: Int32 { session.map { fuse_session_fd($0) } ?? -1 }
 
-    /// What the session agreed with the kernel (nil until INIT was answered).
-    var negotiated: FuseChannel.Record? { context.negotiated.withLock { $0 } }
+    /// What the session agreed with the kernel (nil until INIT was answered, and for a
+    /// connection taken over until libfuse accepted the replayed INIT).
+    var negotiated: FuseChannel.Record? {
+        guard context.channel.initAccepted else { return nil }
+        return context.negotiated.withLock { $0 }
+    }
+
+    /// A connection taken over is this daemon's to unmount only once it serves it (before, the
+    /// previous daemon may still serve it, or a failed start must leave it alone).
+    private let owned = Atomic<Bool>(false)
+
+    /// This daemon serves the connection it took over (the previous daemon was told, or the
+    /// dead one's requests were asked for again).
+    func confirmOwnership() { owned.store(true, ordering: .releasing) }
+
+    /// Ends the loop without unmounting (a daemon that took a connection over and could not
+    /// start serving it).
+    func abandon() { finishHandover() }
 
     /// Stops serving before the next request and waits until no request is being served.
     /// Returns the device descriptor to hand over, or nil (serving again) when a request was
@@ -217,7 +233,8 @@ public final class FuseSession: @unchecked Sendable {
             guard mounted, let session else { return }
             fuse_session_exit(session)
             if adoptedDescriptor != nil {
-                FuseChannel.detachMount(mountpoint)   // libfuse did not mount it: nothing of its to undo
+                // libfuse did not mount it: nothing of its to undo.
+                if owned.load(ordering: .acquiring) { FuseChannel.detachMount(mountpoint) }
             } else {
                 fuse_session_unmount(session)
             }
