@@ -54,10 +54,9 @@ public enum Spawn {
 
     /// A pipe whose ends close on exec.
     public static func pipe() throws -> (read: Int32, write: Int32) {
-        var ends: [Int32] = [0, 0]
-        guard Glibc.pipe(&ends) == 0 else { throw SystemError(errno: errno, operation: "pipe") }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        return (ends[0], ends[1])
+        let ends = try Sys.pipe()
+        for end in [ends.read, ends.write] { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        return ends
     }
 
     /// Clears FD_CLOEXEC, so `fd` survives an exec.

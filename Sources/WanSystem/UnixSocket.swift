@@ -66,25 +66,10 @@ public final class UnixSocket: @unchecked Sendable {
     }
 
     private func sendWithDescriptor(_ frame: [UInt8], _ fd: Int32) throws -> Int {
-        let controlLength = (cmsgSpace(MemoryLayout<Int32>.size))
-        var control = [UInt8](repeating: 0, count: controlLength)
         var frame = frame
         return try frame.withUnsafeMutableBytes { bytes in
-            try control.withUnsafeMutableBytes { controlBytes in
-                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                return try withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var header = msghdr()
-                    header.msg_iov = vectorPointer
-                    header.msg_iovlen = 1
-                    header.msg_control = controlBytes.baseAddress
-                    header.msg_controllen = controlLength
-                    let cmsg = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                    cmsg.pointee.cmsg_level = SOL_SOCKET
-                    cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                    cmsg.pointee.cmsg_len = (cmsgSpace(0)) + MemoryLayout<Int32>.size
-                    (controlBytes.baseAddress! + (cmsgSpace(0))).storeBytes(of: fd, as: Int32.self)
-                    return try syscall("sendmsg(SCM_RIGHTS)") { Glibc.sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL)) }
-                }
+            try withMessageHeader(bytes, passing: fd) { header in
+                try syscall("sendmsg(SCM_RIGHTS)") { Glibc.sendmsg(descriptor, &header, Int32(MSG_NOSIGNAL)) }
             }
         }
     }
@@ -112,28 +97,11 @@ public final class UnixSocket: @unchecked Sendable {
 
     private func receiveExactly(_ buffer: inout [UInt8], descriptor passed: inout Int32?) throws {
         var received = 0
-        let controlLength = (cmsgSpace(MemoryLayout<Int32>.size))
-        var control = [UInt8](repeating: 0, count: controlLength)
         while received < buffer.count {
             let (count, fd): (Int, Int32?) = try buffer[received...].withUnsafeMutableBytes { bytes in
-                try control.withUnsafeMutableBytes { controlBytes in
-                    var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                    return try withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                        var header = msghdr()
-                        header.msg_iov = vectorPointer
-                        header.msg_iovlen = 1
-                        header.msg_control = controlBytes.baseAddress
-                        header.msg_controllen = controlLength
-                        let count = try syscall("recvmsg") { Glibc.recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC)) }
-                        var fd: Int32?
-                        if header.msg_controllen >= (cmsgSpace(0)) + MemoryLayout<Int32>.size {
-                            let cmsg = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                            if cmsg.pointee.cmsg_level == SOL_SOCKET && cmsg.pointee.cmsg_type == Int32(SCM_RIGHTS) {
-                                fd = (controlBytes.baseAddress! + (cmsgSpace(0))).load(as: Int32.self)
-                            }
-                        }
-                        return (count, fd)
-                    }
+                try withMessageHeader(bytes, receiving: true) { header in
+                    let count = try syscall("recvmsg") { Glibc.recvmsg(descriptor, &header, Int32(MSG_CMSG_CLOEXEC)) }
+                    return (count, passedDescriptor(header))
                 }
             }
             if let fd {
@@ -235,29 +203,12 @@ public enum SystemdNotify {
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
         let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (path.first == 0 ? 0 : 1))
         var message = Array(state.utf8)
-        let controlLength = descriptor == nil ? 0 : cmsgSpace(MemoryLayout<Int32>.size)
-        var control = [UInt8](repeating: 0, count: max(controlLength, 1))
         let sent = message.withUnsafeMutableBytes { bytes in
-            control.withUnsafeMutableBytes { controlBytes in
-                withUnsafeMutablePointer(to: &address) { addressPointer in
-                    var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                        var header = msghdr()
-                        header.msg_name = UnsafeMutableRawPointer(addressPointer)
-                        header.msg_namelen = length
-                        header.msg_iov = vectorPointer
-                        header.msg_iovlen = 1
-                        if let descriptor {
-                            header.msg_control = controlBytes.baseAddress
-                            header.msg_controllen = controlLength
-                            let cmsg = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                            cmsg.pointee.cmsg_level = SOL_SOCKET
-                            cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                            cmsg.pointee.cmsg_len = cmsgSpace(0) + MemoryLayout<Int32>.size
-                            (controlBytes.baseAddress! + cmsgSpace(0)).storeBytes(of: descriptor, as: Int32.self)
-                        }
-                        return Glibc.sendmsg(fd, &header, Int32(MSG_NOSIGNAL))
-                    }
+            withUnsafeMutablePointer(to: &address) { addressPointer in
+                withMessageHeader(bytes, passing: descriptor) { header in
+                    header.msg_name = UnsafeMutableRawPointer(addressPointer)
+                    header.msg_namelen = length
+                    return Glibc.sendmsg(fd, &header, Int32(MSG_NOSIGNAL))
                 }
             }
         }
@@ -273,6 +224,42 @@ public enum SystemdNotify {
         guard let index = names.prefix(count).firstIndex(of: name) else { return nil }
         return 3 + Int32(index)
     }
+}
+
+/// A msghdr over `bytes` for `body`, with room for one SCM_RIGHTS descriptor when sending
+/// `passing` or when `receiving` (sendmsg/recvmsg take the same header).
+private func withMessageHeader<T>(_ bytes: UnsafeMutableRawBufferPointer, passing fd: Int32? = nil, receiving: Bool = false,
+                                  _ body: (inout msghdr) throws -> T) rethrows -> T {
+    let controlLength = fd != nil || receiving ? cmsgSpace(MemoryLayout<Int32>.size) : 0
+    var control = [UInt8](repeating: 0, count: max(controlLength, 1))
+    return try control.withUnsafeMutableBytes { controlBytes in
+        var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+        return try withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            var header = msghdr()
+            header.msg_iov = vectorPointer
+            header.msg_iovlen = 1
+            if controlLength > 0 {
+                header.msg_control = controlBytes.baseAddress
+                header.msg_controllen = controlLength
+            }
+            if let fd, let base = controlBytes.baseAddress {
+                let cmsg = base.assumingMemoryBound(to: cmsghdr.self)
+                cmsg.pointee.cmsg_level = SOL_SOCKET
+                cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                cmsg.pointee.cmsg_len = cmsgSpace(0) + MemoryLayout<Int32>.size
+                (base + cmsgSpace(0)).storeBytes(of: fd, as: Int32.self)
+            }
+            return try body(&header)
+        }
+    }
+}
+
+/// The SCM_RIGHTS descriptor a received header carries, if any.
+private func passedDescriptor(_ header: msghdr) -> Int32? {
+    guard header.msg_controllen >= cmsgSpace(0) + MemoryLayout<Int32>.size, let base = header.msg_control else { return nil }
+    let cmsg = base.assumingMemoryBound(to: cmsghdr.self)
+    guard cmsg.pointee.cmsg_level == SOL_SOCKET && cmsg.pointee.cmsg_type == Int32(SCM_RIGHTS) else { return nil }
+    return (base + cmsgSpace(0)).load(as: Int32.self)
 }
 
 private func cmsgSpace(_ length: Int) -> Int {

@@ -38,6 +38,14 @@ struct TakeoverTests {
                       environment: MountFixture.environment)
     }
 
+    /// A config file limiting the mount's fetches to 16 MB/s: big files are still being fetched
+    /// when the daemon changes.
+    static func slowConfig(_ label: String) throws -> String {
+        let path = NSTemporaryDirectory() + TestServers.uniqueName(label) + ".toml"
+        try "bandwidth_limit = \"16MB\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     static func inode(_ path: String) -> UInt64? {
         var info = stat()
         return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil
@@ -48,9 +56,7 @@ struct TakeoverTests {
     }
 
     @Test func openFilesAndMapsKeepReadingTheRightBytesThroughATakeover() throws {
-        // 16 MB/s: the two big files are still being fetched when the daemon changes.
-        let slow = NSTemporaryDirectory() + TestServers.uniqueName("takeover-slow") + ".toml"
-        try "bandwidth_limit = \"16MB\"\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        let slow = try Self.slowConfig("takeover-slow")
         defer { try? FileManager.default.removeItem(atPath: slow) }
         let (mount, model, _) = try MountTests.nginxModel("tko", sizes: [("w.bin", 48 << 20), ("m.bin", 40 << 20), ("done.bin", 4 << 20)],
                                                           chunkSize: 4 << 20, options: "config=\(slow)")
@@ -176,8 +182,7 @@ struct TakeoverTests {
     }
 
     @Test func aDaemonKilledMidReadIsReplacedAndReadersGetTheRightBytes() throws {
-        let slow = NSTemporaryDirectory() + TestServers.uniqueName("crash-slow") + ".toml"
-        try "bandwidth_limit = \"16MB\"\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        let slow = try Self.slowConfig("crash-slow")
         defer { try? FileManager.default.removeItem(atPath: slow) }
         let sizes = [("w.bin", 48 << 20), ("m.bin", 40 << 20), ("done.bin", 1 << 20)]
         let (mount, model, prefix) = try MountTests.nginxModel("crash", sizes: sizes, chunkSize: 4 << 20, options: "config=\(slow)")
@@ -227,8 +232,7 @@ struct TakeoverTests {
     /// Under systemd the unit's descriptor store keeps the connection instead of a holder, and
     /// Restart= starts the next daemon with it (Tests/clients/fake_systemd.py plays systemd).
     @Test func underSystemdTheDescriptorStoreCarriesTheMountAcrossACrash() throws {
-        let slow = NSTemporaryDirectory() + TestServers.uniqueName("store-slow") + ".toml"
-        try "bandwidth_limit = \"16MB\"\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        let slow = try Self.slowConfig("store-slow")
         defer { try? FileManager.default.removeItem(atPath: slow) }
         let prefix = TestServers.uniqueName("store")
         let model = ModelFixture(modelID: "store@1.0", sizes: [("w.bin", 40 << 20)], chunkSize: 4 << 20, seed: 5)
