@@ -179,7 +179,7 @@ extension Mounter {
             do { try takeover.confirmServing() } catch {
                 logger.warning("could not tell the previous daemon (pid \(takeover.pid)) that this one serves: \(error)")
             }
-            logger.info("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
+            logger.notice("took \(options.mountpoint) over from pid \(takeover.pid) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
         }
         if let changes = pendingInvalidations.withLock({ $0 }) { session.invalidate(changes) }
         if takeover == nil { SystemdNotify.send("READY=1") }

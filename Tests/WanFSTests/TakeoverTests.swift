@@ -172,7 +172,12 @@ struct TakeoverTests {
         for process in outcomes { try process.run() }
         for process in outcomes { process.waitUntilExit() }
         let statuses = outcomes.map(\.terminationStatus)
-        #expect(statuses.filter { $0 == 0 }.count == 1, "exactly one wins: \(statuses)")
+        // Of the two that asked the running daemon, one took it over; a second that came late
+        // may legitimately take over from the winner in turn (a chain, not a double takeover).
+        let log = (try? String(contentsOfFile: mount.root + "/.state/mount.log", encoding: .utf8)) ?? ""
+        let fromBefore = log.components(separatedBy: "over from pid \(before) (").count - 1
+        #expect(fromBefore == 1, "exactly one took the running daemon over: \(statuses), log:\n\(log)")
+        #expect(statuses.contains(0), "\(statuses)")
         try MountFixture.waitForExit(before)
         let after = try Self.daemonPid(mount)
         #expect(after != before && kill(after, 0) == 0)
