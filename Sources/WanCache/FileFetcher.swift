@@ -178,6 +178,11 @@ public final class FileFetcher: Sendable {
         }
     }
 
+    /// The bytes present (every byte once the file is complete).
+    public var presentRanges: RangeSet {
+        guarded.withLock { $0.phase == .complete ? RangeSet([0..<content.size]) : $0.ledger.present }
+    }
+
     /// Whether every byte of `range` is already here (a read of it waits for nothing).
     public func isPresent(_ range: Range<Int64>) -> Bool {
         guarded.withLock { $0.phase == .complete || $0.ledger.contains(range) }

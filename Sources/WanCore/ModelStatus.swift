@@ -55,6 +55,9 @@ public struct ModelStatus: Sendable, Equatable, Codable {
     public let missingFiles: [String]
     public let lastVerified: Date?
     public let files: [FileStatus]
+    /// The model's recorded access trace and how much of it is here (`wan models status`);
+    /// nil when none was recorded or it was not asked for.
+    public var trace: TraceSummary?
 
     public init(modelID: String, variant: String?, state: ModelState, bytesTotal: Int64, bytesPresent: Int64,
                 bytesNeeded: Int64, missingFiles: [String], lastVerified: Date?, files: [FileStatus]) {
@@ -89,7 +92,7 @@ public struct ModelStatus: Sendable, Equatable, Codable {
         case bytesNeeded = "bytes_needed"
         case missingFiles = "missing_files"
         case lastVerified = "last_verified"
-        case files
+        case files, trace
     }
 
     public init(from decoder: any Decoder) throws {
@@ -103,9 +106,11 @@ public struct ModelStatus: Sendable, Equatable, Codable {
         missingFiles = try c.decode([String].self, forKey: .missingFiles)
         lastVerified = try c.decodeIfPresent(Date.self, forKey: .lastVerified)
         files = try c.decodeIfPresent([FileStatus].self, forKey: .files) ?? []
+        trace = try c.decodeIfPresent(TraceSummary.self, forKey: .trace)
     }
 
-    /// Encodes `variant` and `last_verified` as explicit nulls, and `files` only when non-empty.
+    /// Encodes `variant` and `last_verified` as explicit nulls, `files` only when non-empty,
+    /// `trace` only when there is one.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(modelID, forKey: .modelID)
@@ -117,6 +122,30 @@ public struct ModelStatus: Sendable, Equatable, Codable {
         try c.encode(missingFiles, forKey: .missingFiles)
         try c.encode(lastVerified, forKey: .lastVerified)
         if !files.isEmpty { try c.encode(files, forKey: .files) }
+        try c.encodeIfPresent(trace, forKey: .trace)
+    }
+}
+
+/// A model's recorded access trace, as status reports it: its size, and how much of it is
+/// already in the cache (what a replay would not fetch).
+public struct TraceSummary: Sendable, Equatable, Codable {
+    public let ranges: Int
+    public let bytes: Int64
+    public let bytesPresent: Int64
+    public let runs: Int
+    public let updated: Date?
+
+    public init(ranges: Int, bytes: Int64, bytesPresent: Int64, runs: Int, updated: Date?) {
+        self.ranges = ranges
+        self.bytes = bytes
+        self.bytesPresent = bytesPresent
+        self.runs = runs
+        self.updated = updated
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ranges, bytes, runs, updated
+        case bytesPresent = "bytes_present"
     }
 }
 

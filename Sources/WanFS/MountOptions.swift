@@ -43,6 +43,12 @@ public struct MountOptions: Sendable, Equatable {
     /// fills one page cache (the partial file's), not two; needs Linux >= 6.6 for mmap of
     /// such opens, and `auto` uses it only then.
     public var directIO = true
+    /// `trace=auto|record|off`: record each model's cold load as an access trace and replay
+    /// a model's trace when it is loaded cold (`auto`), only record (`record`), or neither.
+    public var traceRecord = true
+    public var traceReplay = true
+    /// `trace_budget=SIZE`: the most bytes one replay fetches (default: the whole trace).
+    public var traceBudget: Int64?
     /// `debug`: libfuse's request log on stderr.
     public var debug = false
     /// `takeover`: take the FUSE connection of the daemon serving MOUNTPOINT (an upgrade or a
@@ -67,7 +73,7 @@ public struct MountOptions: Sendable, Equatable {
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
-                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "debug",
+                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "trace=", "trace_budget=", "debug",
                         "takeover"]
 
     /// Parses `mount.wanfs` arguments: `MODELS_ROOT MOUNTPOINT [-o opts] [-f] [-n] [-v] [-s]`
@@ -159,6 +165,14 @@ public struct MountOptions: Sendable, Equatable {
             case "off": directIO = false
             default: throw invalid(key, "is '\(value ?? "")'; use direct_io=auto or direct_io=off")
             }
+        case "trace":
+            switch try need() {
+            case "auto", "on": (traceRecord, traceReplay) = (true, true)
+            case "record": (traceRecord, traceReplay) = (true, false)
+            case "off": (traceRecord, traceReplay) = (false, false)
+            default: throw invalid(key, "is '\(value ?? "")'; use trace=auto, trace=record or trace=off")
+            }
+        case "trace_budget": traceBudget = try size(key, try need())
         case "debug": debug = true
         case "takeover":
             takeover = true

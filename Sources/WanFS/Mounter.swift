@@ -129,6 +129,7 @@ public final class Mounter: Sendable {
             fsSettings.mountpoint = options.mountpoint
             fsSettings.passthrough = options.passthrough
             fsSettings.directIO = options.directIO
+            fsSettings.setTraces(record: options.traceRecord, replay: options.traceReplay, budget: options.traceBudget)
             fs = WanFileSystem(engine: engine, settings: fsSettings)
             saveBackingIDs(of: fs)
             if let takeover {

@@ -23,7 +23,8 @@ final class UsageRecorder: Sendable {
     }
     private let state: Mutex<State>
 
-    init(engine: CacheEngine, mountpoint: String, flushInterval: Double = 5) {
+    /// `everySecond` runs on the recorder's thread once a second (the access traces' flush).
+    init(engine: CacheEngine, mountpoint: String, flushInterval: Double = 5, everySecond: @escaping @Sendable () -> Void = {}) {
         self.engine = engine
         state = Mutex(State(metrics: MountReadMetrics(pid: getpid(), mountpoint: mountpoint)))
         let ticksPerFlush = max(1, Int(flushInterval.rounded()))
@@ -35,6 +36,7 @@ final class UsageRecorder: Sendable {
                 guard let self, !self.isStopped else { return }
                 self.takeMissingLocks()
                 engine.releaseRemovedBlobs()
+                everySecond()
                 tick += 1
                 if tick % ticksPerFlush == 0 { self.flush() }
             }

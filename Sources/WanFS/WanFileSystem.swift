@@ -50,6 +50,14 @@ public final class WanFileSystem: Sendable {
         /// read fills the page cache once instead of twice (fresh pages are the dearest memory
         /// on a VM); mmap still works. `direct_io=off` caches every open.
         public var directIO = true
+        /// Access traces: record cold loads, replay a model's trace when it is loaded cold.
+        var traces = TraceRecorder.Settings()
+        /// `trace=auto|record|off`, `trace_budget=`: see ``TraceRecorder``.
+        public mutating func setTraces(record: Bool, replay: Bool, budget: Int64?) {
+            traces.record = record
+            traces.replay = replay
+            traces.budget = budget
+        }
         public init() {}
     }
 
@@ -58,6 +66,8 @@ public final class WanFileSystem: Sendable {
         let model: String?
         let fetcher: FileFetcher?
         let generated: [UInt8]?
+        /// The model variant of a file's handle (for its access trace).
+        var spec: ModelSpec? = nil
         /// Set once this handle was served bytes not yet verified (verify=lazy, no chunk
         /// digests): the fetch generation they came from. If that generation is later found
         /// corrupt, every further read of the handle fails.
@@ -71,6 +81,7 @@ public final class WanFileSystem: Sendable {
     /// The manifest reloads so far (for `status.json` and `wan models reload`).
     private let reloads = Mutex(ReloadRecord())
     let usage: UsageRecorder
+    let traces: TraceRecorder
     let handles = Mutex<[UInt64: Handle]>([:])
     let nextHandle = Atomic<UInt64>(1)
     private let trackers = Mutex<[UInt64: FileReadahead]>([:])
@@ -92,11 +103,16 @@ public final class WanFileSystem: Sendable {
         self.engine = engine
         self.settings = settings
         self.current = Mutex((InodeTable(registry: engine.registry), engine.registry))
-        self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint)
+        let traces = TraceRecorder(engine: engine, settings: settings.traces)
+        self.traces = traces
+        self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint, everySecond: { traces.flush() })
     }
 
-    /// Flushes usage counts and releases model locks (unmount).
-    public func shutdown() { usage.stop() }
+    /// Flushes usage counts and access traces, ends trace replays, releases model locks (unmount).
+    public func shutdown() {
+        traces.stop()
+        usage.stop()
+    }
 
     /// The tree now (a value: a caller holds one consistent tree for its whole request).
     var table: InodeTable { current.withLock { $0.table } }
@@ -212,7 +228,7 @@ public final class WanFileSystem: Sendable {
                 do { _ = try fetcher.requireComplete(timeout: settings.readTimeout) } catch { throw .io("\(file.path): \(error)") }
                 snapshot = fetcher.snapshot
             }
-            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil) }
+            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil, spec: spec) }
             usage.opened(model: model)
             if settings.hydrateOnOpen && snapshot.phase == .partial {
                 fetcher.prefetch(0..<file.size, priority: .background)
@@ -271,6 +287,9 @@ public final class WanFileSystem: Sendable {
                 if after.phase != .complete { handles.withLock { $0[id]?.unverifiedGeneration = after.generation } }
             }
             usage.read(model: model, bytes: end - offset)
+            if snapshot.phase != .complete, let spec = handle.spec {
+                traces.read(offset..<end, of: fetcher.content, in: spec, key: model)
+            }
             // After the first reads of a .safetensors file its header is here: plan by tensor.
             // (A hint: its bytes are here, so a short wait; it never holds this reply for long.)
             readahead?.learnLayout(from: fetcher, timeout: 1, minimumStep: Self.tensorStep)
@@ -380,7 +399,11 @@ public final class WanFileSystem: Sendable {
                 // The default variant first: a tool asking for a model without a variant takes the first.
                 let variants = model.variants.isEmpty ? [nil] : ([model.defaultVariant] + model.variants.filter { $0 != model.defaultVariant }.map(Optional.some))
                 for variant in variants {
-                    if let status = try? engine.status(model.narrowed(to: variant)) { models.append(status) }
+                    let spec = model.narrowed(to: variant)
+                    if var status = try? engine.status(spec) {
+                        status.trace = engine.traceSummary(spec)
+                        models.append(status)
+                    }
                 }
             }
             let fetches = engine.liveFetchers().compactMap { fetcher -> MountStatus.Fetch? in

@@ -89,6 +89,39 @@ public final class Directory: Sendable {
         }
     }
 
+    /// Replaces the file `name` whole and durably: written under a temporary name of this
+    /// process, synced, renamed over `name`, the directory synced. A reader sees the old file
+    /// or the new one, never a part; a symlink at `name` is replaced, not followed.
+    public func replaceFile(_ name: String, with bytes: [UInt8], permissions: mode_t = 0o644) throws(SystemError) {
+        let temporary = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let fd = try openFile(temporary, .readWrite, create: true, exclusive: true, permissions: permissions)
+        do throws(SystemError) {
+            defer { fd.close() }
+            try fd.write(bytes, at: 0)
+            try fd.sync()
+            try rename(temporary, to: self, as: name)
+        } catch {
+            _ = try? remove(temporary)
+            throw error
+        }
+        try sync()
+    }
+
+    /// The contents of the regular file `name` (not followed if a symlink), nil when there is
+    /// none; a file larger than `limit` bytes is refused (EFBIG), never read into memory.
+    public func readFile(_ name: String, limit: Int) throws(SystemError) -> [UInt8]? {
+        let fd: FileDescriptor
+        do {
+            fd = try openFile(name, .readOnly)
+        } catch where error.errno == ENOENT {
+            return nil
+        }
+        defer { fd.close() }
+        let size = try fd.info().size
+        guard size <= Int64(limit) else { throw SystemError(errno: EFBIG, operation: "read (larger than \(limit) bytes)", path: try fullPath(name)) }
+        return try fd.read(count: Int(size), at: 0)
+    }
+
     /// What is at `name` (a symlink is reported as one, not followed); nil when nothing is.
     public func info(_ name: String) throws(SystemError) -> FileInfo? {
         let full = try fullPath(name)

@@ -9,5 +9,6 @@ struct Models: AsyncParsableCommand {
             Status.self, ValidateManifest.self, DiskUsageCommand.self,
             Ensure.self, Verify.self, GC.self, Pin.self, Unpin.self,
             TestSources.self, TestAuth.self, Diagnose.self, Migrate.self, ManifestCommand.self, Wait.self, Reload.self,
+            Prefetch.self, TraceCommand.self,
         ])
 }

@@ -43,7 +43,8 @@ struct Status: WanCommand {
         let engine = try context.engine()
         var statuses: [ModelStatus] = []
         for spec in try context.specs(model: model, variant: variant) {
-            let status = try engine.status(spec)
+            var status = try engine.status(spec)
+            status.trace = engine.traceSummary(spec)
             statuses.append(verbose ? status : status.withoutFiles)
         }
         try show(Report(models: statuses), output)
@@ -86,6 +87,11 @@ struct Status: WanCommand {
                        ByteSize.format(s.bytesTotal), ByteSize.format(s.bytesNeeded), "\(s.missingFiles.count)"])
         }
         output.say(table.rendered)
+        for s in statuses {
+            guard let trace = s.trace else { continue }
+            output.say("access trace of \(s.modelID)\(s.variant.map { "#" + $0 } ?? ""): \(ByteSize.format(trace.bytes)) in \(trace.ranges) ranges "
+                + "from \(trace.runs) load(s), \(ByteSize.format(trace.bytesPresent)) of it cached")
+        }
         if verbose {
             for s in statuses {
                 output.say("\n\(s.modelID)\(s.variant.map { "#" + $0 } ?? ""):")
@@ -111,7 +117,9 @@ struct Status: WanCommand {
 extension ModelStatus {
     /// The same status without the per-file list (what `status` prints without --verbose).
     var withoutFiles: ModelStatus {
-        ModelStatus(modelID: modelID, variant: variant, state: state, bytesTotal: bytesTotal, bytesPresent: bytesPresent,
-                    bytesNeeded: bytesNeeded, missingFiles: missingFiles, lastVerified: lastVerified, files: [])
+        var status = ModelStatus(modelID: modelID, variant: variant, state: state, bytesTotal: bytesTotal, bytesPresent: bytesPresent,
+                                 bytesNeeded: bytesNeeded, missingFiles: missingFiles, lastVerified: lastVerified, files: [])
+        status.trace = trace
+        return status
     }
 }

@@ -1,0 +1,87 @@
+import Foundation
+import WanCore
+import WanSystem
+
+/// Access traces under `MODELS_ROOT/.state/traces/<model directory>.json` (see ``AccessTrace``):
+/// read and written without following a symlink below MODELS_ROOT, replaced whole, and
+/// merged under a lock so two mounts recording at once lose nothing.
+extension CacheEngine {
+    static let tracesDirectory = ".state/traces"
+
+    private func tracesDirectory(create: Bool) throws(SystemError) -> Directory? {
+        do {
+            return try root.root(create: create).subdirectory(Self.tracesDirectory, create: create)
+        } catch where !create && (error.errno == ENOENT || error.errno == ENOTDIR) {
+            return nil
+        }
+    }
+
+    /// Where `spec`'s trace lives (for messages).
+    public func tracePath(_ spec: ModelSpec) -> String {
+        resolver.modelsRoot + "/" + Self.tracesDirectory + "/" + modelKey(spec) + ".json"
+    }
+
+    /// `spec`'s recorded trace, restricted to the files the manifest still has with the same
+    /// content; nil when none was recorded.
+    /// - Throws: when the file cannot be read or is not a trace (named in the error).
+    public func trace(_ spec: ModelSpec) throws -> AccessTrace? {
+        guard let directory = try tracesDirectory(create: false),
+              let bytes = try directory.readFile(modelKey(spec) + ".json", limit: AccessTrace.maxFileBytes) else { return nil }
+        let trace = try AccessTrace.decode(Data(bytes), source: tracePath(spec))
+        _ = try trace.resolve(against: spec)   // a trace that is not one is an error, not a replay
+        return trace.restricted(to: spec)
+    }
+
+    /// Merges `recorded` into `spec`'s trace on disk (the union, each byte at its earliest
+    /// touch) and writes it. Returns the trace written. A trace on disk that does not read is
+    /// replaced (it is a cache of what loads did, not data).
+    @discardableResult
+    public func recordTrace(_ recorded: AccessTrace, for spec: ModelSpec, replacing: Bool = false) throws -> AccessTrace {
+        let lock = try locks.acquire("traces/" + modelKey(spec), timeout: 30)
+        defer { lock.release() }
+        let mine = recorded.restricted(to: spec)
+        let existing = replacing ? nil : ((try? trace(spec)) ?? nil)
+        var merged = existing.map { $0.merged(with: mine) } ?? mine
+        merged.updated = Date()
+        guard let directory = try tracesDirectory(create: true) else { return merged }
+        try directory.replaceFile(modelKey(spec) + ".json", with: Array(try merged.encoded()))
+        return merged
+    }
+
+    /// What of `spec`'s trace is in the cache already; nil when it has none.
+    public func traceSummary(_ spec: ModelSpec) -> TraceSummary? {
+        guard let trace = (try? self.trace(spec)) ?? nil, let resolved = try? trace.resolve(against: spec) else { return nil }
+        var present: Int64 = 0
+        var known: [String: RangeSet] = [:]
+        for (file, range) in resolved.ranges {
+            let here = known[file.sha256] ?? presentRanges(file)
+            known[file.sha256] = here
+            present = present.addingClamped(Int64(range.count) - here.missing(in: range).reduce(0) { $0 + Int64($1.count) })
+        }
+        return TraceSummary(ranges: trace.ranges.count, bytes: trace.byteCount, bytesPresent: present, runs: trace.runs, updated: trace.updated)
+    }
+
+    /// The bytes of `file`'s content in the cache: all of it once a blob is there, else what
+    /// this process's fetch or the partial file's range map holds.
+    public func presentRanges(_ file: FileSpec) -> RangeSet {
+        if let live = liveFetcher(file) { return live.presentRanges }
+        if blobExists(file) { return RangeSet([0..<file.size]) }
+        return recordedRanges(file) ?? RangeSet()
+    }
+}
+
+extension AccessTrace {
+    /// The same trace without the files `spec` does not have with the same path and content.
+    public func restricted(to spec: ModelSpec) -> AccessTrace {
+        let wanted = Set(spec.files.map(File.init))
+        var result = AccessTrace(model: model, variant: variant)
+        result.runs = runs
+        result.updated = updated
+        var covered: [Int: RangeSet] = [:]
+        for extent in ranges where files.indices.contains(extent.file) && wanted.contains(files[extent.file]) {
+            guard extent.offset >= 0, extent.length > 0, let end = extent.offset.checkedAdding(extent.length) else { continue }
+            result.touch(files[extent.file], extent.offset..<end, at: extent.at, covered: &covered)
+        }
+        return result
+    }
+}
