@@ -2,7 +2,7 @@
 # wanfs benchmarks. Every figure is a ratio against a baseline measured in the same run on the
 # same origin (these machines are shared and noisy): curl to the same nginx URL, cat of the file.
 #
-#   bench/run.sh [engine] [ensure] [mount] [peers] [shaped] [sidecar]      (default: all)
+#   bench/run.sh [engine] [ensure] [mount] [trace] [peers] [shaped] [sidecar]   (default: all)
 #
 # engine  a 1 GiB object from nginx through the HTTP engine (1 stream, 8 parallel range
 #         requests) vs `curl -o /dev/null` of the same URL.
@@ -15,6 +15,10 @@
 #         curl -r 0-0's own time_total; a full safe_open + get_tensor load, and a half load (every
 #         other tensor in key order), vs curl to disk then the same load; bytes the origin
 #         served; warm reads vs cat of the blob; the daemon's peak RSS.
+# trace   the mount's model loaded on "a second host" (a fresh MODELS_ROOT) with the access
+#         trace the first host recorded imported (`wan models trace import`), replayed as the
+#         load starts: full and half load vs the same cold load without a trace, and vs curl
+#         to disk then the load; bytes the origin served.
 # peers   one 1 GiB object on SeaweedFS S3, read cold and warm through wanfs (s3:// source),
 #         s3fs and rclone mount --vfs-cache-mode full (Debian packages, installed if missing).
 # sidecar /health/models' p99 idle and under 64 clients on the heavy endpoints (every answer a 200).
@@ -27,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${WAN_BENCH_RUNS:-3}
 what=("$@")
-[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount peers shaped sidecar)
+[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount trace peers shaped sidecar)
 
 bash scripts/setup.sh >/dev/null
 echo "== release build" >&2
@@ -134,10 +138,11 @@ model_setup() {
 }
 mountit() {
     umount "$dir/mnt" 2>/dev/null || true
-    # The daemon exits after umount returns, once the files it completed are committed.
+    # The daemon exits after umount returns, once the files it completed (and its access
+    # traces) are written.
     while pgrep -f "mount.wanfs $dir/root " >/dev/null; do sleep 0.1; done
     [[ "${1:-}" == keep ]] || rm -rf "$dir/root"
-    "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$model/models.toml"
+    "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$model/models.toml${mount_options:-}"
 }
 served() { awk -v p="/bench/$name/" 'index($1, p) { s += $3 } END { printf "%.0f\n", s }' "$WAN_TEST_HTTP_LOG"; }
 load_py='
@@ -263,6 +268,58 @@ bench_mount() {
     rows+=("| mount, re-read of that file (page cache warm) | $(mbps "$one" "$b") MB/s | cat of the blob: $(mbps "$one" "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.9× |")
     b=$(printf '%s\n' "${rss[@]}" | sort -g | tail -1)
     rows+=("| mount.wanfs peak RSS streaming the 2 GiB model | $((b / 1024)) MiB | | | < 256 MiB |")
+}
+
+# A load on a second host replaying the first host's access trace. Per run: the baseline (curl
+# each shard to disk, then the load from disk), then for the full load and the half load: the
+# cold load through a fresh mount (which records the trace; the "without" figure), and the same
+# load through another fresh MODELS_ROOT into which that trace was imported.
+bench_trace() {
+    local model dir id bytes shards rels name
+    model_setup
+    local base_load=() base_half=() cold_load=() traced_load=() cold_half=() traced_half=() fetched_traced=() fetched_traced_half=()
+    local wan_env=(env MODELS_ROOT="$dir/root" WAN_MODELS_MANIFEST="$model/models.toml")
+    # load_twice PY COLD TRACED FETCHED: the cold load (recording), then the traced one; appends
+    # their seconds and the traced load's origin bytes to the arrays named.
+    load_twice() {
+        local py=$1 t0 before
+        local -n _cold=$2 _traced=$3 _fetched=$4
+        mountit; t0=$(now)
+        python3 -c "$py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
+        _cold+=("$(since "$t0")")
+        umount "$dir/mnt"; while pgrep -f "mount.wanfs $dir/root " >/dev/null; do sleep 0.1; done
+        "${wan_env[@]}" "$bin/wan" models trace export "$id" --output "$work/trace.json" >/dev/null
+        rm -rf "$dir/root"
+        "${wan_env[@]}" "$bin/wan" models trace import "$work/trace.json" >/dev/null
+        mountit keep; before=$(served); t0=$(now)
+        python3 -c "$py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}" >/dev/null
+        _traced+=("$(since "$t0")")
+        sleep 1; _fetched+=("$(( $(served) - before ))")
+    }
+    for _ in $(seq "$runs"); do
+        rm -rf "$dir/local"; mkdir -p "$dir/local"
+        local t0 t1 r locals=()
+        t0=$(now)
+        for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/$name/files/$r"; locals+=("$dir/local/${r##*/}"); done
+        local download; download=$(since "$t0")
+        python3 -c "$load_py" "${locals[@]}" >/dev/null
+        base_load+=("$(since "$t0")")
+        t1=$(now); python3 -c "$half_py" "${locals[@]}" >/dev/null
+        base_half+=("$(awk -v d="$download" -v h="$(since "$t1")" 'BEGIN {print d + h}')")
+        rm -rf "$dir/local"
+        load_twice "$load_py" cold_load traced_load fetched_traced
+        load_twice "$half_py" cold_half traced_half fetched_traced_half
+    done
+    umount "$dir/mnt" 2>/dev/null || true
+    local a b c
+    a=$(median "${base_load[@]}"); b=$(median "${traced_load[@]}"); c=$(median "${cold_load[@]}")
+    rows+=("| mount, full load on a second host with the first host's trace replayed | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}'); without a trace: $(awk -v s="$c" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** ($(ratio "$b" "$c")× of without) | ≤ 1.0× |")
+    b=$(median "${fetched_traced[@]}")
+    rows+=("| mount, bytes the origin served for that load (replay included) | $b | model size: $bytes | **$(ratio "$b" "$bytes")×** | ≤ 1.02× |")
+    a=$(median "${base_half[@]}"); b=$(median "${traced_half[@]}"); c=$(median "${cold_half[@]}")
+    rows+=("| mount, half load on a second host with the first host's trace replayed | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then half load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}'); without a trace: $(awk -v s="$c" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** ($(ratio "$b" "$c")× of without) | ≤ 0.6× |")
+    b=$(median "${fetched_traced_half[@]}")
+    rows+=("| mount, bytes the origin served for that half load (replay included) | $b | model size: $bytes | **$(ratio "$b" "$bytes")×** | (context) |")
 }
 
 # The cold rows through a link slower than the CPU: a tc htb class on lo for packets from

@@ -28,8 +28,11 @@ public struct MountOptions: Sendable, Equatable {
     public var readTimeout: Double?
     /// `min_rate=SIZE`: bytes per second below which a transfer counts as stalled. Default 16KiB.
     public var minRate: Int64?
-    /// `hydrate=lazy|open`: `open` fetches a whole file in the background when it is opened.
+    /// `hydrate=auto|lazy|open`: `auto` fetches a model's small files and safetensors headers
+    /// once a load opens its weights; `open` also fetches a whole file in the background when it
+    /// is opened; `lazy` fetches only what is read (and readahead).
     public var hydrateOnOpen = false
+    public var hydrateModels = true
     /// `config=PATH`: a config file.
     public var config: String?
     /// `max_read=SIZE`: largest read the kernel sends. Default 992 KiB: libfuse 3.14 splices
@@ -148,9 +151,10 @@ public struct MountOptions: Sendable, Equatable {
         case "min_rate": minRate = try size(key, try need(), within: 1...(1 << 40))
         case "hydrate":
             switch try need() {
-            case "open": hydrateOnOpen = true
-            case "lazy", "none": hydrateOnOpen = false
-            default: throw invalid(key, "is '\(value ?? "")'; use hydrate=lazy or hydrate=open")
+            case "auto": (hydrateOnOpen, hydrateModels) = (false, true)
+            case "open": (hydrateOnOpen, hydrateModels) = (true, true)
+            case "lazy", "none": (hydrateOnOpen, hydrateModels) = (false, false)
+            default: throw invalid(key, "is '\(value ?? "")'; use hydrate=auto, hydrate=lazy or hydrate=open")
             }
         case "max_read": maxRead = Int(try size(key, try need(), within: 4096...(128 << 20)))
         case "passthrough":

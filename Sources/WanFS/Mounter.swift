@@ -124,6 +124,7 @@ public final class Mounter: Sendable {
             var fsSettings = WanFileSystem.Settings()
             fsSettings.maxReadahead = options.maxReadahead
             fsSettings.hydrateOnOpen = options.hydrateOnOpen
+            fsSettings.hydrateModels = options.hydrateModels
             // Every read is bounded, whatever the retries (`read_timeout`, default 60 s).
             fsSettings.readTimeout = config.readTimeout
             fsSettings.mountpoint = options.mountpoint

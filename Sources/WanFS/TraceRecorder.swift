@@ -75,16 +75,9 @@ final class TraceRecorder: Sendable {
         if startReplay { replay(spec, key: key) }
     }
 
-    /// Starts replaying `spec`'s trace, if it has one, on a thread of its own.
+    /// Replays `spec`'s trace, if it has one, on a thread of its own (the read that started it
+    /// waits for none of it: not even the trace's loading).
     private func replay(_ spec: ModelSpec, key: String) {
-        let trace: AccessTrace?
-        do {
-            trace = try engine.trace(spec)
-        } catch {
-            logger.warning("the access trace of \(key) is not replayed: \(error)")
-            return
-        }
-        guard let trace, !trace.ranges.isEmpty else { return }
         var replayOptions = TraceReplay.Options()
         replayOptions.budget = settings.budget
         let options = replayOptions
@@ -92,6 +85,8 @@ final class TraceRecorder: Sendable {
         let thread = Thread {
             ThreadName.set("wan-replay")
             do {
+                guard let trace = try engine.trace(spec), !trace.ranges.isEmpty else { return }
+                logger.info("replaying the access trace of \(key): \(trace.ranges.count) ranges, \(ByteSize.format(trace.byteCount))")
                 let outcome = try TraceReplay.run(trace, for: spec, engine: engine, options: options, cancel: cancel)
                 logger.info("replayed the access trace of \(key): \(ByteSize.format(outcome.bytesFetched)) fetched of \(ByteSize.format(outcome.bytesInTrace)) in \(outcome.ranges) ranges (\(ByteSize.format(outcome.bytesAlreadyPresent)) were here) in \(String(format: "%.2f", outcome.seconds)) s\(outcome.budgetReached ? ", budget reached" : "")\(outcome.failures.first.map { "; failed: " + $0 } ?? "")")
             } catch {
@@ -99,7 +94,6 @@ final class TraceRecorder: Sendable {
             }
         }
         thread.start()
-        logger.info("replaying the access trace of \(key): \(trace.ranges.count) ranges, \(ByteSize.format(trace.byteCount))")
     }
 
     /// Writes the recordings of models without a read for ``Settings/idleSeconds`` (every

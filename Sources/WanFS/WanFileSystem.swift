@@ -39,6 +39,9 @@ public final class WanFileSystem: Sendable {
     public struct Settings: Sendable {
         public var maxReadahead: Int64 = 256 << 20
         public var hydrateOnOpen = false
+        /// Fetch a model's small files and safetensors headers once a load opens its weights
+        /// (``ModelHydration``).
+        public var hydrateModels = true
         /// Seconds a read may wait for its bytes before it fails with EIO.
         public var readTimeout: Double = 120
         public var mountpoint = ""
@@ -82,6 +85,7 @@ public final class WanFileSystem: Sendable {
     private let reloads = Mutex(ReloadRecord())
     let usage: UsageRecorder
     let traces: TraceRecorder
+    let hydration: ModelHydration
     let handles = Mutex<[UInt64: Handle]>([:])
     let nextHandle = Atomic<UInt64>(1)
     private let trackers = Mutex<[UInt64: FileReadahead]>([:])
@@ -103,6 +107,7 @@ public final class WanFileSystem: Sendable {
         self.engine = engine
         self.settings = settings
         self.current = Mutex((InodeTable(registry: engine.registry), engine.registry))
+        self.hydration = ModelHydration(engine: engine)
         let traces = TraceRecorder(engine: engine, settings: settings.traces)
         self.traces = traces
         self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint, everySecond: { traces.flush() })
@@ -230,6 +235,7 @@ public final class WanFileSystem: Sendable {
             }
             handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil, spec: spec) }
             usage.opened(model: model)
+            if settings.hydrateModels { hydration.opened(file, of: spec, key: model) }
             if settings.hydrateOnOpen && snapshot.phase == .partial {
                 fetcher.prefetch(0..<file.size, priority: .background)
             }
