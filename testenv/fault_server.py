@@ -12,6 +12,8 @@ Serves files from ROOT; the first path segment picks a behaviour applied to the 
   /ignore-range/<file>            200 + whole file even for Range requests
   /slow/<file>?bps=1000           trickles the body at that rate
   /hang/<file>                    reads the request, never answers, until the client closes
+  /freeze/<file>?after=N          a correct answer that stops after N body bytes (default: half
+                                  the range) and then sends nothing, until the client closes
   /corrupt/<file>?offset=X        one byte flipped (xor 0xff) at X (default size//2)
   /hostile/<file>?kind=K          a response with absurd numbers in its headers (then the body):
                                   range-overflow, range-negative, range-past-total, total-mismatch,
@@ -52,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 HOST = "127.0.0.1"
 CHUNK = 64 * 1024
 BEHAVIOURS = {"ok", "close-mid-body", "error-then-ok", "retry-after", "wrong-range", "short",
-              "ignore-range", "slow", "hang", "corrupt", "hostile", "redirect", "chaos"}
+              "ignore-range", "slow", "hang", "freeze", "corrupt", "hostile", "redirect", "chaos"}
 
 
 class State:
@@ -333,7 +335,27 @@ class Handler(BaseHTTPRequestHandler):
             bps = 1000
         self.normal(full, bps=bps)
 
+    def b_freeze(self, full):
+        size = os.path.getsize(full)
+        self.mtime = os.path.getmtime(full)
+        p = self.plan(size)
+        if p is None:
+            return
+        code, start, end, h = p
+        length = end - start + 1 if size else 0
+        try:
+            after = min(length, max(0, int(self.query.get("after", str(length // 2)))))
+        except ValueError:
+            after = length // 2
+        self.headers_out(code, length, h)
+        if self.command != "HEAD":
+            self.body(full, start, after)
+            self.wait_for_close()
+
     def b_hang(self, full):
+        self.wait_for_close()
+
+    def wait_for_close(self):
         # Never answer: wait until the client closes (recv returns b"") or the server stops.
         self.close_connection = True
         sock = self.connection

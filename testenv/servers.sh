@@ -366,6 +366,8 @@ http {
         root $DATA/http;
         access_log $LOGS/nginx-access.log wan;
         location / { }
+        # The same files under another name: a second origin for tests of striping.
+        location /mirror/ { alias $DATA/http/; }
     }
 }
 EOF

@@ -61,6 +61,10 @@ public struct OrchestratorConfig: Sendable, Equatable {
     public var retryBackoffFactor = 2.0
     /// Parallel connections per source for one large file.
     public var maxConnectionsPerSource = 8
+    /// Spread one file's range requests over all of its healthy sources in proportion to their
+    /// measured rates, and move a request that runs far past its source's usual time to another
+    /// (`stripe_sources`); false: sources are used in manifest priority order, one at a time.
+    public var stripeSources = true
     /// Bytes per range request when the manifest gives no chunk_size.
     public var chunkSize: Int64 = 16 * 1024 * 1024
     /// Bytes per second across all downloads; nil is unlimited.
@@ -222,6 +226,7 @@ public struct OrchestratorConfig: Sendable, Equatable {
         case "retry_attempts": retryAttempts = try integer(0...20)
         case "retry_backoff_factor": retryBackoffFactor = try number(min: 1, max: 100)
         case "max_connections_per_source": maxConnectionsPerSource = try integer(1...64)
+        case "stripe_sources": stripeSources = try bool()
         case "chunk_size": chunkSize = try size(max: 1 << 30)
         case "bandwidth_limit": bandwidthLimit = try size()
         case "enable_garbage_collection": enableGarbageCollection = try bool()

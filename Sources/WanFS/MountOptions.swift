@@ -52,6 +52,9 @@ public struct MountOptions: Sendable, Equatable {
     public var traceReplay = true
     /// `trace_budget=SIZE`: the most bytes one replay fetches (default: the whole trace).
     public var traceBudget: Int64?
+    /// `stripe=on|off`: spread a file's range requests over its sources (the configuration's
+    /// `stripe_sources` when not given).
+    public var stripe: Bool?
     /// `debug`: libfuse's request log on stderr.
     public var debug = false
     /// `takeover`: take the FUSE connection of the daemon serving MOUNTPOINT (an upgrade or a
@@ -76,7 +79,7 @@ public struct MountOptions: Sendable, Equatable {
                                        "nosuid", "nodev", "noexec", "exec", "suid", "dev", "noatime", "relatime", "atime",
                                        "default_permissions", "sync", "async"]
     static let known = ["manifest=", "verify=", "allow_other", "prefetch=", "max_connections=", "cache_max=", "timeout=",
-                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "trace=", "trace_budget=", "debug",
+                        "retries=", "read_timeout=", "min_rate=", "hydrate=", "config=", "max_read=", "passthrough=", "direct_io=", "trace=", "trace_budget=", "stripe=", "debug",
                         "takeover"]
 
     /// Parses `mount.wanfs` arguments: `MODELS_ROOT MOUNTPOINT [-o opts] [-f] [-n] [-v] [-s]`
@@ -177,6 +180,12 @@ public struct MountOptions: Sendable, Equatable {
             default: throw invalid(key, "is '\(value ?? "")'; use trace=auto, trace=record or trace=off")
             }
         case "trace_budget": traceBudget = try size(key, try need())
+        case "stripe":
+            switch try need() {
+            case "on", "auto": stripe = true
+            case "off": stripe = false
+            default: throw invalid(key, "is '\(value ?? "")'; use stripe=on or stripe=off")
+            }
         case "debug": debug = true
         case "takeover":
             takeover = true
@@ -233,6 +242,7 @@ public struct MountOptions: Sendable, Equatable {
         if let minRate { config.minTransferRate = minRate }
         if let maxConnections { config.maxConnectionsPerSource = maxConnections }
         if let cacheMax { config.maxTotalSize = cacheMax }
+        if let stripe { config.stripeSources = stripe }
         return config
     }
 }

@@ -1,24 +1,37 @@
 import WanCore
 
-/// Reads a file from the first source that delivers good bytes, in priority order.
+/// Reads a file from its sources: by default spread over the healthy ones in proportion to
+/// how fast each delivers (striping; in manifest priority order when `striping` is off), and
+/// from the next one when one fails.
 ///
-/// A source that fails (after its own retries), or whose bytes fail `verify`, hands over
-/// to the next one. Sources in cool-down (see ``SourceHealth``) are tried last rather than
-/// first. When every source has failed, the error names each one and why.
+/// A source that fails (after its own retries), whose bytes fail `verify`, or that runs far
+/// past its usual time for a read (hedging, see ``SourceRates``) hands over to the next one.
+/// Sources in cool-down (see ``SourceHealth``) are tried last rather than first. When every
+/// source has failed, the error names each one and why.
 public struct FailoverReader: Sendable {
     public let backends: [any StorageBackend]
     public let health: SourceHealth
+    public let rates: SourceRates
+    /// Spread reads over the healthy sources by their measured rates (`stripe_sources`).
+    public let striping: Bool
 
-    public init(backends: [any StorageBackend], health: SourceHealth = .shared) {
+    public init(backends: [any StorageBackend], health: SourceHealth = .shared, rates: SourceRates = .shared, striping: Bool = true) {
         self.backends = backends
         self.health = health
+        self.rates = rates
+        self.striping = striping
     }
 
-    /// The backends in the order they will be tried now.
-    public var order: [any StorageBackend] {
+    /// The backends in the order a read is tried now, in priority order (for `stat`).
+    public var order: [any StorageBackend] { order(forBytes: 0) }
+
+    /// The backends in the order a read of `bytes` tries them now: with striping, the healthy
+    /// ones by expected finish (see ``SourceRates/ranked(_:bytes:)``), then those cooling down.
+    public func order(forBytes bytes: Int64) -> [any StorageBackend] {
         let healthy = backends.filter { !health.isCoolingDown($0.displayName) }
         let cooling = backends.filter { health.isCoolingDown($0.displayName) }
-        return healthy + cooling
+        guard striping, bytes > 0, healthy.count > 1 else { return healthy + cooling }
+        return rates.ranked(healthy.map(\.displayName), bytes: bytes).map { healthy[$0] } + cooling
     }
 
     /// Writes `range` of `file` into `sink`; returns the source that served it.
@@ -38,12 +51,13 @@ public struct FailoverReader: Sendable {
                      excluding excluded: Set<String> = [], willTry: ((any StorageBackend) -> Void)? = nil,
                      verify: ((any StorageBackend) throws -> Void)? = nil) throws -> any StorageBackend {
         var failures: [SourceError] = []
-        for backend in order where !excluded.contains(backend.displayName) {
+        let candidates = order(forBytes: Int64(range.count)).filter { !excluded.contains($0.displayName) }
+        for (index, backend) in candidates.enumerated() {
             do {
                 willTry?(backend)
                 let start = max(range.lowerBound, (sink as? any ResumableSink)?.resumePosition ?? range.lowerBound)
                 if start < range.upperBound {
-                    try backend.read(file.path, range: start..<range.upperBound, fileSize: file.size, into: sink, cancel: cancel)
+                    try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel, canHedge: index + 1 < candidates.count)
                 }
                 try verify?(backend)
                 health.recordSuccess(backend.displayName)
@@ -60,6 +74,24 @@ public struct FailoverReader: Sendable {
             }
         }
         throw AllSourcesFailedError(path: file.path, failures: failures)
+    }
+
+    /// One source's transfer, counted in its rate; a transfer cancelled by its hedge deadline
+    /// (not by the caller) is a `.timeout` of that source, so the read goes on elsewhere.
+    private func transfer(_ backend: any StorageBackend, _ file: FileSpec, _ range: Range<Int64>, into sink: any ByteSink,
+                          cancel: CancellationToken, canHedge: Bool) throws {
+        let attempt = rates.begin(backend.displayName, bytes: Int64(range.count), parent: cancel, canHedge: canHedge && striping)
+        do {
+            try backend.read(file.path, range: range, fileSize: file.size, into: sink, cancel: attempt.token)
+            rates.end(attempt, delivered: true)
+        } catch where error.kind == .cancelled && attempt.hedged && !cancel.isCancelled {
+            rates.end(attempt, delivered: false)
+            throw SourceError(.timeout, source: backend.displayName,
+                              message: "bytes \(range.lowerBound)..<\(range.upperBound) took far longer than this source's recent reads; the rest is read from the next source")
+        } catch {
+            rates.end(attempt, delivered: false)
+            throw error
+        }
     }
 
     /// Size and identity of `file` from the first source that has it.

@@ -27,10 +27,10 @@ public struct SourceFactory: Sendable {
         }
     }
 
-    /// A failover reader over a model's sources, in manifest priority order.
+    /// A reader over a model's sources (manifest priority order; striped when the configuration says so).
     public func reader(for spec: ModelSpec, health: SourceHealth = .shared) throws(SourceError) -> FailoverReader {
         var backends: [any StorageBackend] = []
         for url in spec.sources { backends.append(try backend(for: url)) }
-        return FailoverReader(backends: backends, health: health)
+        return FailoverReader(backends: backends, health: health, striping: config.stripeSources)
     }
 }
