@@ -2,7 +2,7 @@
 # wanfs benchmarks. Every figure is a ratio against a baseline measured in the same run on the
 # same origin (these machines are shared and noisy): curl to the same nginx URL, cat of the file.
 #
-#   bench/run.sh [engine] [ensure] [mount] [trace] [peers] [shaped] [sidecar]   (default: all)
+#   bench/run.sh [engine] [ensure] [mount] [trace] [stripe] [peers] [shaped] [sidecar]   (default: all)
 #
 # engine  a 1 GiB object from nginx through the HTTP engine (1 stream, 8 parallel range
 #         requests) vs `curl -o /dev/null` of the same URL.
@@ -19,6 +19,10 @@
 #         trace the first host recorded imported (`wan models trace import`), replayed as the
 #         load starts: full and half load vs the same cold load without a trace, and vs curl
 #         to disk then the load; bytes the origin served.
+# stripe  a 1 GiB safetensors file (4 MiB chunk digests) read cold through the mount (dd bs=16M)
+#         from one origin and from two, each origin's link limited to WAN_BENCH_STRIPE_LINK
+#         (default 1250mbit) by its own tc htb class on lo (nginx on two ports); curl -o
+#         /dev/null of one origin for the link's speed.
 # peers   one 1 GiB object on SeaweedFS S3, read cold and warm through wanfs (s3:// source),
 #         s3fs and rclone mount --vfs-cache-mode full (Debian packages, installed if missing).
 # sidecar /health/models' p99 idle and under 64 clients on the heavy endpoints (every answer a 200).
@@ -31,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${WAN_BENCH_RUNS:-3}
 what=("$@")
-[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount trace peers shaped sidecar)
+[[ ${#what[@]} -eq 0 ]] && what=(engine ensure mount trace stripe peers shaped sidecar)
 
 bash scripts/setup.sh >/dev/null
 echo "== release build" >&2
@@ -320,6 +324,59 @@ bench_trace() {
     rows+=("| mount, half load on a second host with the first host's trace replayed | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then half load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}'); without a trace: $(awk -v s="$c" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** ($(ratio "$b" "$c")× of without) | ≤ 0.6× |")
     b=$(median "${fetched_traced_half[@]}")
     rows+=("| mount, bytes the origin served for that half load (replay included) | $b | model size: $bytes | **$(ratio "$b" "$bytes")×** | (context) |")
+}
+
+# Two origins at once, each behind its own shaped link.
+bench_stripe() {
+    local link=${WAN_BENCH_STRIPE_LINK:-1250mbit} p1=${WAN_TEST_HTTP##*:} p2=${WAN_TEST_HTTP2##*:}
+    command -v tc >/dev/null || { echo "== apt-get install iproute2" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
+    if tc qdisc show dev lo | grep -qv "noqueue"; then
+        echo "bench: lo already has a qdisc; not shaping it (skipping 'stripe')" >&2
+        return
+    fi
+    local model="$data/stripemodel" dir="$work/stripe" id=stripe@1.0 rel
+    if [[ ! -f "$model/one.toml" ]]; then
+        echo "== generating a 1 GiB safetensors file with 4 MiB chunk digests" >&2
+        rm -rf "$model"
+        python3 scripts/make_model.py "$model/files" --shards 1 --shard-mib 1024 --chunk-mib 4 --manifest "$model/one.toml.tmp" \
+            --model-id "$id" --source "$WAN_TEST_HTTP/bench/stripemodel/files" >&2
+        mv "$model/one.toml.tmp" "$model/one.toml"
+    fi
+    sed "s#^priority = .*#priority = [\"$WAN_TEST_HTTP/bench/stripemodel/files\", \"$WAN_TEST_HTTP2/bench/stripemodel/files\"]#" "$model/one.toml" >"$model/two.toml"
+    rel=$(cd "$model/files" && ls transformer/*.safetensors | head -1)
+    local bytes; bytes=$(stat -c %s "$model/files/$rel")
+    cat "$model/files/$rel" >/dev/null
+    tc qdisc add dev lo root handle 1: htb default 10 r2q 1000 2>/dev/null
+    trap 'tc qdisc del dev lo root 2>/dev/null || true' EXIT
+    tc class add dev lo parent 1: classid 1:10 htb rate 100gbit 2>/dev/null
+    tc class add dev lo parent 1: classid 1:21 htb rate "$link" ceil "$link" burst 4m cburst 4m 2>/dev/null
+    tc class add dev lo parent 1: classid 1:22 htb rate "$link" ceil "$link" burst 4m cburst 4m 2>/dev/null
+    tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$p1" 0xffff flowid 1:21
+    tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$p2" 0xffff flowid 1:22
+    mkdir -p "$dir/mnt"
+    # read_with MANIFEST: one cold dd bs=16M of the file through a fresh mount; prints seconds.
+    read_with() {
+        umount "$dir/mnt" 2>/dev/null || true
+        while pgrep -f "mount.wanfs $dir/root " >/dev/null; do sleep 0.1; done
+        rm -rf "$dir/root"
+        "$bin/mount.wanfs" "$dir/root" "$dir/mnt" -o "manifest=$1"
+        local t0; t0=$(now)
+        dd if="$dir/mnt/$id/$rel" of=/dev/null bs=16M status=none
+        since "$t0"
+    }
+    local curl_one=() one=() two=() t0
+    for _ in $(seq "$runs"); do
+        t0=$(now); curl -s -o /dev/null "$WAN_TEST_HTTP/bench/stripemodel/files/$rel"; curl_one+=("$(since "$t0")")
+        one+=("$(read_with "$model/one.toml")")
+        two+=("$(read_with "$model/two.toml")")
+    done
+    umount "$dir/mnt" 2>/dev/null || true
+    tc qdisc del dev lo root
+    trap - EXIT
+    local a b c
+    a=$(median "${curl_one[@]}"); b=$(median "${one[@]}"); c=$(median "${two[@]}")
+    rows+=("| mount, cold read of 1 GiB (dd bs=16M) from one origin over a $link link | $(mbps "$bytes" "$b") MB/s | curl -o /dev/null, same link: $(mbps "$bytes" "$a") MB/s | **$(ratio "$a" "$b")×** | ≥ 0.8× |")
+    rows+=("| mount, the same read striped over two origins, each over its own $link link | $(mbps "$bytes" "$c") MB/s | one origin: $(mbps "$bytes" "$b") MB/s | **$(ratio "$b" "$c")×** | ≥ 1.6× |")
 }
 
 # The cold rows through a link slower than the CPU: a tc htb class on lo for packets from

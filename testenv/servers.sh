@@ -23,6 +23,8 @@ DATA="$STATE/data"
 WAIT_SECONDS="${WAN_TEST_WAIT_SECONDS:-30}"
 
 HTTP_PORT=18080
+# nginx again, for a second origin with its own port (striping benchmarks shape each port's link).
+HTTP2_PORT=18081
 S3_PORT=18333
 MOTO_PORT=18094
 RCLONE_PORT=18095
@@ -183,7 +185,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Every port a server listens on (checked before anything is launched).
 ports_of() {
     case "$1" in
-        nginx) echo "$HTTP_PORT" ;;
+        nginx) echo "$HTTP_PORT $HTTP2_PORT" ;;
         seaweedfs) echo "$S3_PORT $WEED_MASTER_PORT $WEED_VOLUME_PORT $WEED_FILER_PORT $WEED_ADMIN_PORT" \
             "$WEED_MASTER_GRPC $WEED_VOLUME_GRPC $WEED_FILER_GRPC $WEED_S3_GRPC $((WEED_ADMIN_PORT + 10000))" ;;
         moto) echo "$MOTO_PORT" ;;
@@ -362,6 +364,7 @@ http {
     log_format wan '\$request_uri \$status \$body_bytes_sent "\$http_range"';
     server {
         listen 127.0.0.1:$HTTP_PORT;
+        listen 127.0.0.1:$HTTP2_PORT;
         server_name localhost;
         root $DATA/http;
         access_log $LOGS/nginx-access.log wan;
@@ -479,6 +482,7 @@ cmd_env() {
 export WAN_TEST_STATE=$STATE
 export WAN_TEST_PYTHON=$PY
 export WAN_TEST_HTTP=http://127.0.0.1:$HTTP_PORT
+export WAN_TEST_HTTP2=http://127.0.0.1:$HTTP2_PORT
 export WAN_TEST_HTTP_ROOT=$DATA/http
 export WAN_TEST_HTTP_LOG=$LOGS/nginx-access.log
 export WAN_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT

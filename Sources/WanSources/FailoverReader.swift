@@ -1,8 +1,8 @@
 import WanCore
 
-/// Reads a file from its sources: by default spread over the healthy ones in proportion to
-/// how fast each delivers (striping; in manifest priority order when `striping` is off), and
-/// from the next one when one fails.
+/// Reads a file from its sources: spread over the healthy ones in proportion to how fast each
+/// delivers when the file has chunk digests (striping; else, or when `striping` is off, in
+/// manifest priority order), and from the next one when one fails.
 ///
 /// A source that fails (after its own retries), whose bytes fail `verify`, or that runs far
 /// past its usual time for a read (hedging, see ``SourceRates``) hands over to the next one.
@@ -23,14 +23,20 @@ public struct FailoverReader: Sendable {
     }
 
     /// The backends in the order a read is tried now, in priority order (for `stat`).
-    public var order: [any StorageBackend] { order(forBytes: 0) }
+    public var order: [any StorageBackend] { order(forBytes: 0, striped: false) }
 
-    /// The backends in the order a read of `bytes` tries them now: with striping, the healthy
-    /// ones by expected finish (see ``SourceRates/ranked(_:bytes:)``), then those cooling down.
-    public func order(forBytes bytes: Int64) -> [any StorageBackend] {
+    /// Whether reads of `file` are striped: only with chunk digests, which tell which source
+    /// sent a bad chunk. Without them only the whole-file hash can catch bad bytes, and a file
+    /// made of several sources' bytes could not say which one to blame.
+    public func stripes(_ file: FileSpec) -> Bool { striping && file.chunks != nil }
+
+    /// The backends in the order a read of `bytes` tries them now: striped, the healthy ones in
+    /// fair shares by measured rate (see ``SourceRates/ranked(_:bytes:)``); else in priority
+    /// order; those cooling down last.
+    public func order(forBytes bytes: Int64, striped: Bool) -> [any StorageBackend] {
         let healthy = backends.filter { !health.isCoolingDown($0.displayName) }
         let cooling = backends.filter { health.isCoolingDown($0.displayName) }
-        guard striping, bytes > 0, healthy.count > 1 else { return healthy + cooling }
+        guard striped, bytes > 0, healthy.count > 1 else { return healthy + cooling }
         return rates.ranked(healthy.map(\.displayName), bytes: bytes).map { healthy[$0] } + cooling
     }
 
@@ -51,13 +57,14 @@ public struct FailoverReader: Sendable {
                      excluding excluded: Set<String> = [], willTry: ((any StorageBackend) -> Void)? = nil,
                      verify: ((any StorageBackend) throws -> Void)? = nil) throws -> any StorageBackend {
         var failures: [SourceError] = []
-        let candidates = order(forBytes: Int64(range.count)).filter { !excluded.contains($0.displayName) }
+        let striped = stripes(file)
+        let candidates = order(forBytes: Int64(range.count), striped: striped).filter { !excluded.contains($0.displayName) }
         for (index, backend) in candidates.enumerated() {
             do {
                 willTry?(backend)
                 let start = max(range.lowerBound, (sink as? any ResumableSink)?.resumePosition ?? range.lowerBound)
                 if start < range.upperBound {
-                    try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel, canHedge: index + 1 < candidates.count)
+                    try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel, canHedge: striped && index + 1 < candidates.count)
                 }
                 try verify?(backend)
                 health.recordSuccess(backend.displayName)
@@ -80,7 +87,7 @@ public struct FailoverReader: Sendable {
     /// (not by the caller) is a `.timeout` of that source, so the read goes on elsewhere.
     private func transfer(_ backend: any StorageBackend, _ file: FileSpec, _ range: Range<Int64>, into sink: any ByteSink,
                           cancel: CancellationToken, canHedge: Bool) throws {
-        let attempt = rates.begin(backend.displayName, bytes: Int64(range.count), parent: cancel, canHedge: canHedge && striping)
+        let attempt = rates.begin(backend.displayName, bytes: Int64(range.count), parent: cancel, canHedge: canHedge)
         do {
             try backend.read(file.path, range: range, fileSize: file.size, into: sink, cancel: attempt.token)
             rates.end(attempt, delivered: true)
