@@ -41,15 +41,20 @@ final class ModelHydration: Sendable {
         let (engine, logger) = (self.engine, self.logger)
         let thread = Thread {
             ThreadName.set("wan-hydrate")
-            Self.hydrate(spec, key: key, engine: engine, logger: logger)
+            // Best effort: it only queues fetches, and must not slow the read that started it.
+            try? ThreadPriority.lowerCurrent(to: HashWorkers.nice)
+            Self.hydrate(spec, first: file, key: key, engine: engine, logger: logger)
         }
         thread.start()
     }
 
-    private static func hydrate(_ spec: ModelSpec, key: String, engine: CacheEngine, logger: Logger) {
+    /// Queues the fetches: the file whose open started it first, and the others once its first
+    /// bytes are here (its reader is waiting for them: on a small machine, verifying other
+    /// files' chunks at the same time delayed that first read by a few milliseconds).
+    private static func hydrate(_ spec: ModelSpec, first opened: FileSpec, key: String, engine: CacheEngine, logger: Logger) {
         var headers: [FileFetcher] = []
         var queued: Int64 = 0
-        for file in spec.files where file.size > 0 {
+        for file in [opened] + spec.files.filter({ $0 != opened }) where file.size > 0 {
             let isWeights = file.path.hasSuffix(".safetensors")
             guard isWeights || file.size < smallFile, let fetcher = try? engine.fetcher(for: file, of: spec),
                   fetcher.snapshot.phase == .partial else { continue }
@@ -58,6 +63,10 @@ final class ModelHydration: Sendable {
             fetcher.prefetch(range, priority: .readahead)
             queued += Int64(range.count)
             if isWeights && file.size > headerGuess { headers.append(fetcher) }
+            if file == opened {
+                // Best effort: a failure here is the reader's to report.
+                try? fetcher.require(0..<min(file.size, 8), priority: .readahead, timeout: 30)
+            }
         }
         // A header longer than the guess: the rest of it, once its length is here.
         for fetcher in headers {
