@@ -42,9 +42,10 @@ public struct AccessTrace: Sendable, Equatable, Codable {
 
     public static let currentVersion = 1
     /// Bounds a trace from a file must respect (a real one is far below them).
-    public static let maxRanges = 200_000
-    public static let maxFiles = 100_000
-    public static let maxFileBytes = 64 << 20
+    public static let maxRanges = 50_000
+    /// (A model has hundreds of files at most: files are looked up by a walk.)
+    public static let maxFiles = 10_000
+    public static let maxFileBytes = 8 << 20
 
     public var version = AccessTrace.currentVersion
     /// `name@version`.
@@ -94,34 +95,53 @@ public struct AccessTrace: Sendable, Equatable, Codable {
         return true
     }
 
+    /// Adds `range` of `file` as is (the caller knows it overlaps nothing in the trace).
+    mutating func append(_ file: File, _ range: Range<Int64>, at: Double) {
+        guard !range.isEmpty, ranges.count < Self.maxRanges else { return }
+        let index: Int
+        if let known = files.firstIndex(of: file) {
+            index = known
+        } else {
+            guard files.count < Self.maxFiles else { return }
+            files.append(file)
+            index = files.count - 1
+        }
+        if continues(index, range) {
+            ranges[ranges.count - 1].length += Int64(range.count)
+        } else {
+            ranges.append(Extent(file: index, offset: range.lowerBound, length: Int64(range.count), at: at))
+        }
+    }
+
     private func continues(_ file: Int, _ piece: Range<Int64>) -> Bool {
         guard let last = ranges.last else { return false }
         return last.file == file && last.offset + last.length == piece.lowerBound
-    }
-
-    /// The ranges already in the trace, per file index (what ``touch(_:_:at:covered:)`` needs).
-    public var coveredRanges: [Int: RangeSet] {
-        var covered: [Int: RangeSet] = [:]
-        for extent in ranges { covered[extent.file, default: RangeSet()].insert(extent.offset..<extent.offset + extent.length) }
-        return covered
     }
 
     // MARK: - Merging
 
     /// The union of two traces of the same model, each byte at its earliest touch in either
     /// (ties: this one first). Files are matched by path and content.
+    /// Ranges that name no file or no bytes of one (a trace not checked) are left out.
     public func merged(with other: AccessTrace) -> AccessTrace {
         var result = AccessTrace(model: model, variant: variant)
         result.runs = runs.addingReportingOverflow(other.runs).overflow ? Int.max : runs + other.runs
         result.updated = [updated, other.updated].compactMap { $0 }.max()
-        let all = ranges.map { (self.files[$0.file], $0) } + other.ranges.map { (other.files[$0.file], $0) }
+        let all = extents + other.extents
         // A stable sort by first touch.
-        let ordered = all.enumerated().sorted { ($0.element.1.at, $0.offset) < ($1.element.1.at, $1.offset) }
+        let ordered = all.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }
         var covered: [Int: RangeSet] = [:]
-        for (_, (file, extent)) in ordered {
-            result.touch(file, extent.offset..<extent.offset + extent.length, at: extent.at, covered: &covered)
-        }
+        for (_, extent) in ordered { result.touch(extent.file, extent.range, at: extent.at, covered: &covered) }
         return result
+    }
+
+    /// The ranges with their files, those that make sense only.
+    private var extents: [(file: File, range: Range<Int64>, at: Double)] {
+        ranges.compactMap { extent in
+            guard files.indices.contains(extent.file), extent.offset >= 0, extent.length > 0,
+                  let end = extent.offset.checkedAdding(extent.length) else { return nil }
+            return (files[extent.file], extent.offset..<end, extent.at.isFinite ? extent.at : .infinity)
+        }
     }
 
     // MARK: - Checking
@@ -155,7 +175,7 @@ public struct AccessTrace: Sendable, Equatable, Codable {
                 skipped.append(file.path)
             }
         }
-        var covered: [Int: RangeSet] = [:]
+        var perFile: [Int: [(range: Range<Int64>, number: Int)]] = [:]
         var result: [(FileSpec, Range<Int64>)] = []
         for (number, extent) in ranges.enumerated() {
             guard files.indices.contains(extent.file) else { throw bad("range \(number) names file \(extent.file) of \(files.count)") }
@@ -164,11 +184,15 @@ public struct AccessTrace: Sendable, Equatable, Codable {
                 throw bad("range \(number) (\(extent.offset) + \(extent.length)) is not inside \(file.path) (\(file.size) bytes)")
             }
             guard extent.at.isFinite, extent.at >= 0 else { throw bad("range \(number) has the time \(extent.at)") }
-            let range = extent.offset..<end
-            let fresh = covered[extent.file, default: RangeSet()].missing(in: range).reduce(Int64(0)) { $0 + Int64($1.count) }
-            guard fresh == extent.length else { throw bad("range \(number) overlaps an earlier range of \(file.path)") }
-            covered[extent.file, default: RangeSet()].insert(range)
-            if let spec = matched[extent.file] { result.append((spec, range)) }
+            perFile[extent.file, default: []].append((extent.offset..<end, number))
+            if let spec = matched[extent.file] { result.append((spec, extent.offset..<end)) }
+        }
+        // Each file's ranges, sorted: neighbours must not overlap (n log n, whatever the order).
+        for (index, list) in perFile {
+            let sorted = list.sorted { $0.range.lowerBound < $1.range.lowerBound }
+            for (a, b) in zip(sorted, sorted.dropFirst()) where a.range.overlaps(b.range) {
+                throw bad("range \(max(a.number, b.number)) overlaps range \(min(a.number, b.number)) of \(files[index].path)")
+            }
         }
         return (result, skipped)
     }

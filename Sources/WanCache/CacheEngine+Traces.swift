@@ -40,12 +40,32 @@ extension CacheEngine {
         let lock = try locks.acquire("traces/" + modelKey(spec), timeout: 30)
         defer { lock.release() }
         let mine = recorded.restricted(to: spec)
-        let existing = replacing ? nil : ((try? trace(spec)) ?? nil)
+        var existing: AccessTrace?
+        if !replacing {
+            do {
+                existing = try trace(spec)
+            } catch let error as OrchestratorError {
+                // Not a trace (a cache of what loads did, not data): replaced. Anything else
+                // (EIO, a symlink where the file should be) is an error, and nothing is lost.
+                guard case .configInvalid = error else { throw error }
+            }
+        }
         var merged = existing.map { $0.merged(with: mine) } ?? mine
         merged.updated = Date()
         guard let directory = try tracesDirectory(create: true) else { return merged }
         try directory.replaceFile(modelKey(spec) + ".json", with: Array(try merged.encoded()))
+        removeStaleTemporaries(in: directory)
         return merged
+    }
+
+    /// Temporary files of writes that never finished (a process killed between its write and
+    /// its rename), an hour old or more. Best effort: they are small, and only ever ignored.
+    private func removeStaleTemporaries(in directory: Directory) {
+        guard let names = try? directory.entries() else { return }
+        let cutoff = Date().timeIntervalSince1970 - 3600
+        for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            if let info = try? directory.info(name), info.kind == .regular, info.modified < cutoff { _ = try? directory.remove(name) }
+        }
     }
 
     /// What of `spec`'s trace is in the cache already; nil when it has none.
@@ -71,16 +91,18 @@ extension CacheEngine {
 }
 
 extension AccessTrace {
-    /// The same trace without the files `spec` does not have with the same path and content.
+    /// The same trace without the files `spec` does not have with the same path and content
+    /// (and without ranges that name no bytes of their file). For a trace whose ranges do not
+    /// overlap (recorded here, or checked by ``resolve(against:)``): it only keeps and appends.
     public func restricted(to spec: ModelSpec) -> AccessTrace {
         let wanted = Set(spec.files.map(File.init))
         var result = AccessTrace(model: model, variant: variant)
         result.runs = runs
         result.updated = updated
-        var covered: [Int: RangeSet] = [:]
         for extent in ranges where files.indices.contains(extent.file) && wanted.contains(files[extent.file]) {
-            guard extent.offset >= 0, extent.length > 0, let end = extent.offset.checkedAdding(extent.length) else { continue }
-            result.touch(files[extent.file], extent.offset..<end, at: extent.at, covered: &covered)
+            guard extent.offset >= 0, extent.length > 0, let end = extent.offset.checkedAdding(extent.length),
+                  end <= files[extent.file].size else { continue }
+            result.append(files[extent.file], extent.offset..<end, at: extent.at)
         }
         return result
     }

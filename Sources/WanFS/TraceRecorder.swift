@@ -9,7 +9,9 @@ import WanSystem
 /// The mount's side of access traces (``AccessTrace``):
 /// - *recording*: every read of a file still being fetched adds its range, in first-touch
 ///   order, to its model's recording; once the model has been idle a few seconds the
-///   recording is merged into `MODELS_ROOT/.state/traces/<model>.json`;
+///   recording is merged into `MODELS_ROOT/.state/traces/<model>.json` (by a thread of its
+///   own: never on a reader's path). A load that pauses and goes on within
+///   ``Settings/sessionSeconds`` is one load: its times go on from where they were;
 /// - *replay*: the first read of a large file of a model that has a trace starts fetching
 ///   the trace's ranges in its order, below readers' priority, so the loader finds its
 ///   bytes already there. A call that reads only configs and tokenizers (small files)
@@ -25,20 +27,35 @@ final class TraceRecorder: Sendable {
         var budget: Int64?
         /// Seconds without a read after which a model's recording is written.
         var idleSeconds: Double = 3
+        /// Seconds without a read after which the next read starts another load.
+        var sessionSeconds: Double = 600
+        /// Seconds between two looks for a trace of a model that had none (one imported
+        /// while mounted is replayed by a later load).
+        var lookAgainSeconds: Double = 60
     }
 
     private struct Recording {
         let spec: ModelSpec
         var trace: AccessTrace
         var covered: [Int: RangeSet] = [:]
+        var lastRead: ContinuousClock.Instant
+    }
+
+    /// A model's load as one: when it began and when it was last read.
+    private struct Session {
         let started: ContinuousClock.Instant
         var lastRead: ContinuousClock.Instant
     }
 
     private struct State {
         var recordings: [String: Recording] = [:]
-        /// Models whose replay was started (once per model and daemon).
+        var sessions: [String: Session] = [:]
+        /// Recordings a write failed for: merged into the next write.
+        var unwritten: [String: (spec: ModelSpec, trace: AccessTrace)] = [:]
+        /// Models whose replay started (once per model and daemon).
         var replayed: Set<String> = []
+        /// When each model was last looked at for a trace to replay.
+        var looked: [String: ContinuousClock.Instant] = [:]
         var stopped = false
     }
 
@@ -53,26 +70,48 @@ final class TraceRecorder: Sendable {
         self.engine = engine
         self.settings = settings
         self.logger = logger
+        guard settings.record else { return }
+        let thread = Thread { [weak self] in
+            ThreadName.set("wan-trace")
+            while true {
+                Thread.sleep(forTimeInterval: 1)
+                guard let self, !self.state.withLock({ $0.stopped }) else { return }
+                self.flush()
+            }
+        }
+        thread.start()
     }
 
-    /// A read of `range` of `file` (of model directory `key`), which was not complete.
+    /// A read of `range` of `file` (of model directory `key`), which was not complete: recorded,
+    /// and the model's replay started if this is its first read of a weights file.
     func read(_ range: Range<Int64>, of file: FileSpec, in spec: ModelSpec, key: String) {
         let now = ContinuousClock.now
         let startReplay = state.withLock { state -> Bool in
             guard !state.stopped else { return false }
-            if settings.record {
-                var recording = state.recordings[key] ?? Recording(spec: spec, trace: AccessTrace(model: spec.modelID, variant: spec.variant),
-                                                                   started: now, lastRead: now)
-                let elapsed = now - recording.started
-                let at = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                recording.trace.touch(AccessTrace.File(file), range, at: (at * 1000).rounded() / 1000, covered: &recording.covered)
-                recording.lastRead = now
-                state.recordings[key] = recording
-            }
-            guard settings.replay, file.size >= Self.replayTrigger else { return false }
-            return state.replayed.insert(key).inserted
+            if settings.record { record(range, of: file, in: spec, key: key, now: now, &state) }
+            guard settings.replay, file.size >= Self.replayTrigger, !state.replayed.contains(key) else { return false }
+            if let looked = state.looked[key], now - looked < .seconds(settings.lookAgainSeconds) { return false }
+            state.looked[key] = now
+            return true
         }
         if startReplay { replay(spec, key: key) }
+    }
+
+    private func record(_ range: Range<Int64>, of file: FileSpec, in spec: ModelSpec, key: String, now: ContinuousClock.Instant,
+                        _ state: inout State) {
+        var session = state.sessions[key].flatMap { now - $0.lastRead < .seconds(settings.sessionSeconds) ? $0 : nil }
+            ?? Session(started: now, lastRead: now)
+        session.lastRead = now
+        state.sessions[key] = session
+        let elapsed = now - session.started
+        let at = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        // Taken out and put back: changed in place, not copied (a recording may be large).
+        var recording = state.recordings.removeValue(forKey: key)
+            ?? Recording(spec: spec, trace: AccessTrace(model: spec.modelID, variant: spec.variant), lastRead: now)
+        recording.trace.touch(AccessTrace.File(file), range, at: (at * 1000).rounded() / 1000, covered: &recording.covered)
+        recording.lastRead = now
+        if recording.trace.runs == 0 && session.started == now { recording.trace.runs = 1 }   // a new load
+        state.recordings[key] = recording
     }
 
     /// Replays `spec`'s trace, if it has one, on a thread of its own (the read that started it
@@ -82,10 +121,11 @@ final class TraceRecorder: Sendable {
         replayOptions.budget = settings.budget
         let options = replayOptions
         let (engine, logger, cancel) = (self.engine, self.logger, self.cancel)
-        let thread = Thread {
+        let thread = Thread { [weak self] in
             ThreadName.set("wan-replay")
             do {
                 guard let trace = try engine.trace(spec), !trace.ranges.isEmpty else { return }
+                guard self?.state.withLock({ $0.replayed.insert(key).inserted }) == true else { return }
                 logger.info("replaying the access trace of \(key): \(trace.ranges.count) ranges, \(ByteSize.format(trace.byteCount))")
                 let outcome = try TraceReplay.run(trace, for: spec, engine: engine, options: options, cancel: cancel)
                 logger.info("replayed the access trace of \(key): \(ByteSize.format(outcome.bytesFetched)) fetched of \(ByteSize.format(outcome.bytesInTrace)) in \(outcome.ranges) ranges (\(ByteSize.format(outcome.bytesAlreadyPresent)) were here) in \(String(format: "%.2f", outcome.seconds)) s\(outcome.budgetReached ? ", budget reached" : "")\(outcome.failures.first.map { "; failed: " + $0 } ?? "")")
@@ -97,21 +137,34 @@ final class TraceRecorder: Sendable {
     }
 
     /// Writes the recordings of models without a read for ``Settings/idleSeconds`` (every
-    /// `all` when the mount ends).
+    /// one with `all`, when the mount ends). A recording whose write fails is kept and merged
+    /// into the next write.
     func flush(all: Bool = false) {
         let now = ContinuousClock.now
-        let idle = state.withLock { state -> [Recording] in
+        let due = state.withLock { state -> [(key: String, spec: ModelSpec, trace: AccessTrace)] in
             let keys = state.recordings.filter { all || now - $0.value.lastRead >= .seconds(settings.idleSeconds) }.map(\.key)
-            return keys.compactMap { state.recordings.removeValue(forKey: $0) }
+            var due = keys.compactMap { key -> (key: String, spec: ModelSpec, trace: AccessTrace)? in
+                state.recordings.removeValue(forKey: key).map { (key, $0.spec, $0.trace) }
+            }
+            for (index, entry) in due.enumerated() {
+                if let earlier = state.unwritten.removeValue(forKey: entry.key) { due[index].trace = earlier.trace.merged(with: entry.trace) }
+            }
+            if all {
+                for (key, entry) in state.unwritten where !due.contains(where: { $0.key == key }) { due.append((key, entry.spec, entry.trace)) }
+                state.unwritten = [:]
+            }
+            return due
         }
-        for recording in idle where !recording.trace.ranges.isEmpty {
-            var trace = recording.trace
-            trace.runs = 1
+        for (key, spec, trace) in due where !trace.ranges.isEmpty {
             do {
-                let written = try engine.recordTrace(trace, for: recording.spec)
-                logger.info("recorded the access trace of \(engine.modelKey(recording.spec)): \(written.ranges.count) ranges, \(ByteSize.format(written.byteCount)) (\(written.runs) load(s))")
+                let written = try engine.recordTrace(trace, for: spec)
+                logger.info("recorded the access trace of \(key): \(written.ranges.count) ranges, \(ByteSize.format(written.byteCount)) (\(written.runs) load(s))")
             } catch {
-                logger.warning("the access trace of \(engine.modelKey(recording.spec)) could not be written: \(error)")
+                logger.warning("the access trace of \(key) could not be written (kept for the next try): \(error)")
+                state.withLock { state in
+                    let pending = state.unwritten[key].map { $0.trace.merged(with: trace) } ?? trace
+                    state.unwritten[key] = (spec, pending)
+                }
             }
         }
     }

@@ -23,8 +23,7 @@ final class UsageRecorder: Sendable {
     }
     private let state: Mutex<State>
 
-    /// `everySecond` runs on the recorder's thread once a second (the access traces' flush).
-    init(engine: CacheEngine, mountpoint: String, flushInterval: Double = 5, everySecond: @escaping @Sendable () -> Void = {}) {
+    init(engine: CacheEngine, mountpoint: String, flushInterval: Double = 5) {
         self.engine = engine
         state = Mutex(State(metrics: MountReadMetrics(pid: getpid(), mountpoint: mountpoint)))
         let ticksPerFlush = max(1, Int(flushInterval.rounded()))
@@ -36,7 +35,6 @@ final class UsageRecorder: Sendable {
                 guard let self, !self.isStopped else { return }
                 self.takeMissingLocks()
                 engine.releaseRemovedBlobs()
-                everySecond()
                 tick += 1
                 if tick % ticksPerFlush == 0 { self.flush() }
             }

@@ -122,7 +122,7 @@ extension WanFileSystem {
         case .file(let model, let spec, let file):
             // A fetcher that cannot be made now fails this handle's reads (EIO), not the rest.
             let fetcher = try? engine.fetcher(for: file, of: spec)
-            var handle = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil, spec: spec)
+            var handle = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil, spec: spec, file: file)
             if servedUnverified, let fetcher { handle.unverifiedGeneration = fetcher.snapshot.generation }
             usage.opened(model: model)
             return handle

@@ -69,8 +69,10 @@ public final class WanFileSystem: Sendable {
         let model: String?
         let fetcher: FileFetcher?
         let generated: [UInt8]?
-        /// The model variant of a file's handle (for its access trace).
+        /// The model variant and the manifest entry of a file's handle (for its access trace:
+        /// the fetcher's entry may be another model's with the same content).
         var spec: ModelSpec? = nil
+        var file: FileSpec? = nil
         /// Set once this handle was served bytes not yet verified (verify=lazy, no chunk
         /// digests): the fetch generation they came from. If that generation is later found
         /// corrupt, every further read of the handle fails.
@@ -108,9 +110,8 @@ public final class WanFileSystem: Sendable {
         self.settings = settings
         self.current = Mutex((InodeTable(registry: engine.registry), engine.registry))
         self.hydration = ModelHydration(engine: engine)
-        let traces = TraceRecorder(engine: engine, settings: settings.traces)
-        self.traces = traces
-        self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint, everySecond: { traces.flush() })
+        self.traces = TraceRecorder(engine: engine, settings: settings.traces)
+        self.usage = UsageRecorder(engine: engine, mountpoint: settings.mountpoint)
     }
 
     /// Flushes usage counts and access traces, ends trace replays, releases model locks (unmount).
@@ -233,7 +234,7 @@ public final class WanFileSystem: Sendable {
                 do { _ = try fetcher.requireComplete(timeout: settings.readTimeout) } catch { throw .io("\(file.path): \(error)") }
                 snapshot = fetcher.snapshot
             }
-            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil, spec: spec) }
+            handles.withLock { $0[id] = Handle(ino: ino, model: model, fetcher: fetcher, generated: nil, spec: spec, file: file) }
             usage.opened(model: model)
             if settings.hydrateModels { hydration.opened(file, of: spec, key: model) }
             if settings.hydrateOnOpen && snapshot.phase == .partial {
@@ -280,6 +281,10 @@ public final class WanFileSystem: Sendable {
                 fetcher.prefetch(ahead, priority: .readahead)
             }
         }
+        // Recorded (and a replay started) before the wait: the replay runs while it waits.
+        if snapshot.phase != .complete, let spec = handle.spec, let file = handle.file {
+            traces.read(offset..<end, of: file, in: spec, key: model)
+        }
         do {
             let started = ContinuousClock.now
             let cached = fetcher.isPresent(offset..<end)
@@ -293,9 +298,6 @@ public final class WanFileSystem: Sendable {
                 if after.phase != .complete { handles.withLock { $0[id]?.unverifiedGeneration = after.generation } }
             }
             usage.read(model: model, bytes: end - offset)
-            if snapshot.phase != .complete, let spec = handle.spec {
-                traces.read(offset..<end, of: fetcher.content, in: spec, key: model)
-            }
             // After the first reads of a .safetensors file its header is here: plan by tensor.
             // (A hint: its bytes are here, so a short wait; it never holds this reply for long.)
             readahead?.learnLayout(from: fetcher, timeout: 1, minimumStep: Self.tensorStep)

@@ -33,9 +33,10 @@ public struct FailoverReader: Sendable {
     /// The backends in the order a read of `bytes` tries them now: striped, the healthy ones in
     /// fair shares by measured rate (see ``SourceRates/ranked(_:bytes:)``); else in priority
     /// order; those cooling down last.
-    public func order(forBytes bytes: Int64, striped: Bool) -> [any StorageBackend] {
-        let healthy = backends.filter { !health.isCoolingDown($0.displayName) }
-        let cooling = backends.filter { health.isCoolingDown($0.displayName) }
+    public func order(forBytes bytes: Int64, striped: Bool, excluding excluded: Set<String> = []) -> [any StorageBackend] {
+        let usable = backends.filter { !excluded.contains($0.displayName) }
+        let healthy = usable.filter { !health.isCoolingDown($0.displayName) }
+        let cooling = usable.filter { health.isCoolingDown($0.displayName) }
         guard striped, bytes > 0, healthy.count > 1 else { return healthy + cooling }
         return rates.ranked(healthy.map(\.displayName), bytes: bytes).map { healthy[$0] } + cooling
     }
@@ -57,18 +58,23 @@ public struct FailoverReader: Sendable {
                      excluding excluded: Set<String> = [], willTry: ((any StorageBackend) -> Void)? = nil,
                      verify: ((any StorageBackend) throws -> Void)? = nil) throws -> any StorageBackend {
         var failures: [SourceError] = []
-        let striped = stripes(file)
-        let candidates = order(forBytes: Int64(range.count), striped: striped).filter { !excluded.contains($0.displayName) }
+        // Hedging needs a sink the next source can continue (bytes delivered stay delivered).
+        let striped = stripes(file), resumable = sink is any ResumableSink
+        let candidates = order(forBytes: Int64(range.count), striped: striped, excluding: excluded)
         for (index, backend) in candidates.enumerated() {
             do {
                 willTry?(backend)
                 let start = max(range.lowerBound, (sink as? any ResumableSink)?.resumePosition ?? range.lowerBound)
                 if start < range.upperBound {
-                    try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel, canHedge: striped && index + 1 < candidates.count)
+                    try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel,
+                                 canHedge: striped && resumable && index + 1 < candidates.count)
                 }
                 try verify?(backend)
                 health.recordSuccess(backend.displayName)
                 return backend
+            } catch let error as HedgedTransfer {
+                // Slower than usual, not failed: its rate is lowered, no cool-down.
+                failures.append(error.error)
             } catch let error as SourceError {
                 if error.kind == .cancelled || error.kind == .localIO { throw error }
                 health.recordFailure(backend.displayName, error: error)
@@ -83,8 +89,13 @@ public struct FailoverReader: Sendable {
         throw AllSourcesFailedError(path: file.path, failures: failures)
     }
 
-    /// One source's transfer, counted in its rate; a transfer cancelled by its hedge deadline
-    /// (not by the caller) is a `.timeout` of that source, so the read goes on elsewhere.
+    /// A transfer cancelled by its hedge deadline (not by the caller): the read goes on elsewhere.
+    struct HedgedTransfer: Error {
+        let error: SourceError
+    }
+
+    /// One source's transfer, counted in its rate; one cancelled by its hedge deadline throws
+    /// ``HedgedTransfer``.
     private func transfer(_ backend: any StorageBackend, _ file: FileSpec, _ range: Range<Int64>, into sink: any ByteSink,
                           cancel: CancellationToken, canHedge: Bool) throws {
         let attempt = rates.begin(backend.displayName, bytes: Int64(range.count), parent: cancel, canHedge: canHedge)
@@ -93,8 +104,8 @@ public struct FailoverReader: Sendable {
             rates.end(attempt, delivered: true)
         } catch where error.kind == .cancelled && attempt.hedged && !cancel.isCancelled {
             rates.end(attempt, delivered: false)
-            throw SourceError(.timeout, source: backend.displayName,
-                              message: "bytes \(range.lowerBound)..<\(range.upperBound) took far longer than this source's recent reads; the rest is read from the next source")
+            throw HedgedTransfer(error: SourceError(.timeout, source: backend.displayName,
+                                                    message: "bytes \(range.lowerBound)..<\(range.upperBound) took far longer than this source's recent reads; the rest is read from the next source"))
         } catch {
             rates.end(attempt, delivered: false)
             throw error

@@ -10,10 +10,10 @@ import WanSystem
 ///   fair sharing, see ``ranked(_:bytes:)``): equal sources get the same bytes, a source twice
 ///   as fast about twice as many. Rates are an average of recent reads of at least 256 KiB.
 /// - **Hedging**: a read still running after `hedgeFactor` × the p95 of its source's recent
-///   time per MiB (of every source's before its own are known, of ``assumedRate`` before any
-///   is), and at least `minimumHedge` seconds, is cancelled so the reader continues from where
-///   it stopped on the next source (no byte is fetched twice); the slow source's rate is
-///   halved and it cools down like a failed one, so it gets less work.
+///   time per MiB (of every source's before its own are known, of ``hedgePrior`` before any
+///   is), and at least `minimumHedge` seconds, is cancelled so the reader continues on the next
+///   source from the last byte it verified (at most a chunk is fetched again); the slow
+///   source's rate is halved, so it gets less work.
 public final class SourceRates: Sendable {
     public static let shared = SourceRates()
 
@@ -90,8 +90,11 @@ public final class SourceRates: Sendable {
         }
     }
 
-    /// The rate of a source before any is measured (bytes per second).
+    /// The rate of a source before any is measured (bytes per second), for sharing.
     static let assumedRate = 100e6
+    /// The slowest a transfer is expected to be before any is measured (bytes per second), for
+    /// hedging: 16 MiB then take 1.7 s, and are hedged after 5 s.
+    static let hedgePrior = 10e6
     /// The most virtual seconds an idle source may be behind the others.
     static let credit = 0.5
 
@@ -117,7 +120,10 @@ public final class SourceRates: Sendable {
             state.watched[ObjectIdentifier(attempt)] = nil
             var source = state.sources[attempt.source, default: Source()]
             if attempt.hedged {
-                source.rate = source.rate.map { $0 / 2 }
+                // It did not finish: at best it ran at the rate of finishing now. Halved, so it
+                // gets less work (and a source never measured gets a rate at all).
+                let bound = Double(attempt.bytes) / max(seconds, 0.001)
+                source.rate = min(source.rate ?? bound, bound) / 2
             } else if delivered, attempt.bytes >= Self.minimumSample, seconds > 0 {
                 let rate = Double(attempt.bytes) / seconds
                 source.rate = source.rate.map { 0.7 * $0 + 0.3 * rate } ?? rate
@@ -132,11 +138,11 @@ public final class SourceRates: Sendable {
     public func rate(_ source: String) -> Double? { state.withLock { $0.sources[source]?.rate } }
 
     /// The p95 of recent seconds per MiB: the source's own, else every source's, else what
-    /// ``assumedRate`` would take (a first read that freezes is hedged too).
+    /// ``hedgePrior`` would take (a first read that freezes is hedged too, later).
     private func p95(_ source: String, _ state: State) -> Double {
         var samples = state.sources[source]?.samples ?? []
         if samples.count < Self.minimumSamples { samples = state.sources.values.flatMap(\.samples) }
-        guard samples.count >= Self.minimumSamples else { return Double(1 << 20) / Self.assumedRate }
+        guard samples.count >= Self.minimumSamples else { return Double(1 << 20) / Self.hedgePrior }
         let sorted = samples.sorted()
         return sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.95).rounded(.up)) - 1)]
     }

@@ -47,7 +47,7 @@ import Testing
         #expect(picks.suffix(20).contains(0) && picks.suffix(20).contains(1), "\(picks)")
     }
 
-    @Test func aStuckReadIsCancelledAsAHedgeOnlyWhenAnotherSourceCouldTakeOver() {
+    @Test func aStuckReadIsCancelledAsAHedgeOnlyWhenAnotherSourceCouldTakeOver() throws {
         let rates = SourceRates(hedgeFactor: 3, minimumHedge: 0.2)
         let parent = CancellationToken()
         let hedgeable = rates.begin("stuck", bytes: 1 << 20, parent: parent, canHedge: true)
@@ -57,10 +57,13 @@ import Testing
         #expect(hedgeable.token.isCancelled && hedgeable.hedged)
         #expect(!alone.token.isCancelled && !alone.hedged)
         #expect(!parent.isCancelled)
-        let before = rates.rate("stuck")
+        // Never measured, now hedged: it gets a rate, at most half of finishing at once.
+        #expect(rates.rate("stuck") == nil)
         rates.end(hedgeable, delivered: false)
+        let after = try #require(rates.rate("stuck"))
+        #expect(after > 0 && after <= Double(1 << 20) / 0.2 / 2, "\(after)")
         rates.end(alone, delivered: false)
-        #expect(before == nil && rates.rate("stuck") == nil)
+        #expect(rates.rate("stuck") == after, "a transfer that ended without a hedge and without its bytes is no sample")
         // The caller's cancel reaches every attempt; it is no hedge.
         let third = rates.begin("other", bytes: 1 << 20, parent: parent, canHedge: false)
         parent.cancel()

@@ -11,7 +11,7 @@ struct MountCommand: AsyncParsableCommand {
         discussion: """
         Serves until `umount MOUNTPOINT` (or fusermount3 -u) or SIGTERM/SIGINT; partial downloads \
         are kept. Options are mount.wanfs's -o options (manifest=, verify=lazy|strict, allow_other, \
-        prefetch=, timeout=, retries=, hydrate=auto|lazy|open, trace=auto|record|off, trace_budget=, cache_max=, \
+        prefetch=, timeout=, retries=, hydrate=auto|lazy|open, trace=auto|record|off, trace_budget=, stripe=on|off, cache_max=, \
         max_read=, config=, debug, takeover). \
         For a mount in the background (boot, fstab, systemd) use `mount -t wanfs` or mount.wanfs.
         """)
