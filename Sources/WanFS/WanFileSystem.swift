@@ -298,9 +298,9 @@ public final class WanFileSystem: Sendable {
                 if after.phase != .complete { handles.withLock { $0[id]?.unverifiedGeneration = after.generation } }
             }
             usage.read(model: model, bytes: end - offset)
-            // After the first reads of a .safetensors file its header is here: plan by tensor.
-            // (A hint: its bytes are here, so a short wait; it never holds this reply for long.)
-            readahead?.learnLayout(from: fetcher, timeout: 1, minimumStep: Self.tensorStep)
+            // After the first reads of a .safetensors file its header is here: plan by tensor
+            // (parsed on a thread of its own: this reply waits for none of it).
+            readahead?.learnLayout(from: fetcher, timeout: 1, minimumStep: Self.tensorStep, inBackground: true)
             return .file(file, offset: offset, count: Int(end - offset))
         } catch {
             throw .io("\(fetcher.content.path) bytes \(offset)..<\(end): \(error)")
