@@ -79,7 +79,7 @@ public final class CacheEngine: Sendable {
     }
     private let stateStore = Mutex<StateStore?>(nil)
     /// Cancelled by `shutdown(cancellingTransfers: true)`: every transfer of this engine ends.
-    private let transfers = CancellationToken()
+    let transfers = CancellationToken()
 
     /// - Parameter limiter: caps the receive rate of every transfer of this engine together
     ///   (the sidecar gives each download its own); by default `bandwidth_limit`'s.

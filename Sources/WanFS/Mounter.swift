@@ -121,6 +121,7 @@ public final class Mounter: Sendable {
             engine = try CacheEngine(config: config, registry: registry, settings: settings)
             // Best effort: what fails here fails again, with its error, on the read that needs it.
             do { try engine.warmUp() } catch { logger.warning("could not prepare the cache before the first read: \(error)") }
+            engine.warmConnections()
             var fsSettings = WanFileSystem.Settings()
             fsSettings.maxReadahead = options.maxReadahead
             fsSettings.hydrateOnOpen = options.hydrateOnOpen
