@@ -94,7 +94,15 @@ unshare --mount --propagation private bash -euo pipefail -c '
     mount -t wanfs "$work/models" "$work/mnt" -o "manifest=$work/models.toml,noatime"
     grep -q " $work/mnt fuse.wanfs " /proc/self/mounts || { echo "no fuse.wanfs mount at $work/mnt" >&2; exit 1; }
     cmp "$work/mnt/pkg@1.0.0/$file" "$work/source/pkg/$file" || { echo "the file read through the mount differs from its source" >&2; exit 1; }
-    /usr/bin/wan models status --mount "$work/mnt" --json >"$work/status.json"
+    # The file read is complete once its whole-file digest is checked, a moment after the read
+    # (the hash threads may be busy with what the load fetched besides: small files, headers).
+    for _ in $(seq 80); do
+        /usr/bin/wan models status --mount "$work/mnt" --json >"$work/status.json"
+        python3 -c "import json, sys
+m = next(m for m in json.load(open(sys.argv[1]))[\"models\"] if m[\"model_id\"] == \"pkg@1.0.0\")
+sys.exit(sys.argv[2] in m[\"missing_files\"])" "$work/status.json" "$file" && break
+        sleep 0.25
+    done
     umount "$work/mnt"
     ! grep -q " $work/mnt " /proc/self/mounts || { echo "still mounted after umount" >&2; exit 1; }
 ' _ "$target" "$work" "$sbin" "$usrbin" "$file" || fail "mount -t wanfs through the packaged helper (above)"

@@ -25,11 +25,19 @@ extension CacheEngine {
     /// content; nil when none was recorded.
     /// - Throws: when the file cannot be read or is not a trace (named in the error).
     public func trace(_ spec: ModelSpec) throws -> AccessTrace? {
-        guard let directory = try tracesDirectory(create: false),
-              let bytes = try directory.readFile(modelKey(spec) + ".json", limit: AccessTrace.maxFileBytes) else { return nil }
+        guard let directory = try tracesDirectory(create: false), let bytes = try readTrace(spec, in: directory) else { return nil }
         let trace = try AccessTrace.decode(Data(bytes), source: tracePath(spec))
         _ = try trace.resolve(against: spec)   // a trace that is not one is an error, not a replay
         return trace.restricted(to: spec)
+    }
+
+    /// The trace file's bytes; one too large to be a trace is not one (replaced on the next write).
+    private func readTrace(_ spec: ModelSpec, in directory: Directory) throws -> [UInt8]? {
+        let result = Result { () throws(SystemError) -> [UInt8]? in try directory.readFile(modelKey(spec) + ".json", limit: AccessTrace.maxFileBytes) }
+        if case .failure(let error) = result, error.errno == EFBIG {
+            throw OrchestratorError.configInvalid(key: "trace", message: "\(tracePath(spec)) is larger than a trace may be (\(AccessTrace.maxFileBytes) bytes)")
+        }
+        return try result.get()
     }
 
     /// Merges `recorded` into `spec`'s trace on disk (the union, each byte at its earliest
@@ -37,6 +45,7 @@ extension CacheEngine {
     /// replaced (it is a cache of what loads did, not data).
     @discardableResult
     public func recordTrace(_ recorded: AccessTrace, for spec: ModelSpec, replacing: Bool = false) throws -> AccessTrace {
+        _ = try recorded.resolve(against: spec)   // what is written is a trace the next read accepts
         let lock = try locks.acquire("traces/" + modelKey(spec), timeout: 30)
         defer { lock.release() }
         let mine = recorded.restricted(to: spec)
@@ -52,8 +61,12 @@ extension CacheEngine {
         }
         var merged = existing.map { $0.merged(with: mine) } ?? mine
         merged.updated = Date()
+        let encoded = try merged.encoded()
+        guard encoded.count <= AccessTrace.maxFileBytes else {
+            throw OrchestratorError.configInvalid(key: "trace", message: "the trace of \(modelKey(spec)) would be \(encoded.count) bytes (at most \(AccessTrace.maxFileBytes))")
+        }
         guard let directory = try tracesDirectory(create: true) else { return merged }
-        try directory.replaceFile(modelKey(spec) + ".json", with: Array(try merged.encoded()))
+        try directory.replaceFile(modelKey(spec) + ".json", with: Array(encoded))
         removeStaleTemporaries(in: directory)
         return merged
     }

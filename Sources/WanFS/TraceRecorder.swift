@@ -27,11 +27,9 @@ final class TraceRecorder: Sendable {
         var budget: Int64?
         /// Seconds without a read after which a model's recording is written.
         var idleSeconds: Double = 3
-        /// Seconds without a read after which the next read starts another load.
+        /// Seconds without a read after which the next read starts another load (which looks
+        /// for a trace to replay again: one imported while mounted is used then).
         var sessionSeconds: Double = 600
-        /// Seconds between two looks for a trace of a model that had none (one imported
-        /// while mounted is replayed by a later load).
-        var lookAgainSeconds: Double = 60
     }
 
     private struct Recording {
@@ -41,10 +39,13 @@ final class TraceRecorder: Sendable {
         var lastRead: ContinuousClock.Instant
     }
 
-    /// A model's load as one: when it began and when it was last read.
+    /// A model's load as one: when it began, when it was last read, and whether its trace
+    /// was looked for (once per load: a later load looks again, a trace this load wrote
+    /// meanwhile is no reason to).
     private struct Session {
         let started: ContinuousClock.Instant
         var lastRead: ContinuousClock.Instant
+        var lookedForTrace = false
     }
 
     private struct State {
@@ -52,10 +53,6 @@ final class TraceRecorder: Sendable {
         var sessions: [String: Session] = [:]
         /// Recordings a write failed for: merged into the next write.
         var unwritten: [String: (spec: ModelSpec, trace: AccessTrace)] = [:]
-        /// Models whose replay started (once per model and daemon).
-        var replayed: Set<String> = []
-        /// When each model was last looked at for a trace to replay.
-        var looked: [String: ContinuousClock.Instant] = [:]
         var stopped = false
     }
 
@@ -63,6 +60,8 @@ final class TraceRecorder: Sendable {
     private let settings: Settings
     private let logger: Logger
     private let state = Mutex(State())
+    /// Held through each flush: the unmount's last flush waits for one in progress.
+    private let flushing = Mutex(())
     /// Ends running replays at shutdown.
     private let cancel = CancellationToken()
 
@@ -88,21 +87,20 @@ final class TraceRecorder: Sendable {
         let now = ContinuousClock.now
         let startReplay = state.withLock { state -> Bool in
             guard !state.stopped else { return false }
-            if settings.record { record(range, of: file, in: spec, key: key, now: now, &state) }
-            guard settings.replay, file.size >= Self.replayTrigger, !state.replayed.contains(key) else { return false }
-            if let looked = state.looked[key], now - looked < .seconds(settings.lookAgainSeconds) { return false }
-            state.looked[key] = now
-            return true
+            var session = state.sessions[key].flatMap { now - $0.lastRead < .seconds(settings.sessionSeconds) ? $0 : nil }
+                ?? Session(started: now, lastRead: now)
+            session.lastRead = now
+            let lookNow = settings.replay && file.size >= Self.replayTrigger && !session.lookedForTrace
+            if lookNow { session.lookedForTrace = true }
+            state.sessions[key] = session
+            if settings.record { record(range, of: file, in: spec, key: key, session: session, now: now, &state) }
+            return lookNow
         }
         if startReplay { replay(spec, key: key) }
     }
 
-    private func record(_ range: Range<Int64>, of file: FileSpec, in spec: ModelSpec, key: String, now: ContinuousClock.Instant,
-                        _ state: inout State) {
-        var session = state.sessions[key].flatMap { now - $0.lastRead < .seconds(settings.sessionSeconds) ? $0 : nil }
-            ?? Session(started: now, lastRead: now)
-        session.lastRead = now
-        state.sessions[key] = session
+    private func record(_ range: Range<Int64>, of file: FileSpec, in spec: ModelSpec, key: String, session: Session,
+                        now: ContinuousClock.Instant, _ state: inout State) {
         let elapsed = now - session.started
         let at = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         // Taken out and put back: changed in place, not copied (a recording may be large).
@@ -124,8 +122,7 @@ final class TraceRecorder: Sendable {
         let thread = Thread { [weak self] in
             ThreadName.set("wan-replay")
             do {
-                guard let trace = try engine.trace(spec), !trace.ranges.isEmpty else { return }
-                guard self?.state.withLock({ $0.replayed.insert(key).inserted }) == true else { return }
+                guard let trace = try engine.trace(spec), !trace.ranges.isEmpty, self != nil else { return }
                 logger.info("replaying the access trace of \(key): \(trace.ranges.count) ranges, \(ByteSize.format(trace.byteCount))")
                 let outcome = try TraceReplay.run(trace, for: spec, engine: engine, options: options, cancel: cancel)
                 logger.info("replayed the access trace of \(key): \(ByteSize.format(outcome.bytesFetched)) fetched of \(ByteSize.format(outcome.bytesInTrace)) in \(outcome.ranges) ranges (\(ByteSize.format(outcome.bytesAlreadyPresent)) were here) in \(String(format: "%.2f", outcome.seconds)) s\(outcome.budgetReached ? ", budget reached" : "")\(outcome.failures.first.map { "; failed: " + $0 } ?? "")")
@@ -138,32 +135,31 @@ final class TraceRecorder: Sendable {
 
     /// Writes the recordings of models without a read for ``Settings/idleSeconds`` (every
     /// one with `all`, when the mount ends). A recording whose write fails is kept and merged
-    /// into the next write.
+    /// into the next write. Merging and writing happen outside the lock readers take.
     func flush(all: Bool = false) {
-        let now = ContinuousClock.now
-        let due = state.withLock { state -> [(key: String, spec: ModelSpec, trace: AccessTrace)] in
-            let keys = state.recordings.filter { all || now - $0.value.lastRead >= .seconds(settings.idleSeconds) }.map(\.key)
-            var due = keys.compactMap { key -> (key: String, spec: ModelSpec, trace: AccessTrace)? in
-                state.recordings.removeValue(forKey: key).map { (key, $0.spec, $0.trace) }
+        flushing.withLock { _ in
+            let now = ContinuousClock.now
+            let (due, earlier) = state.withLock { state -> ([(key: String, spec: ModelSpec, trace: AccessTrace)], [String: (spec: ModelSpec, trace: AccessTrace)]) in
+                let keys = state.recordings.filter { all || now - $0.value.lastRead >= .seconds(settings.idleSeconds) }.map(\.key)
+                let due = keys.compactMap { key -> (key: String, spec: ModelSpec, trace: AccessTrace)? in
+                    state.recordings.removeValue(forKey: key).map { (key, $0.spec, $0.trace) }
+                }
+                var earlier: [String: (spec: ModelSpec, trace: AccessTrace)] = [:]
+                for key in all ? Array(state.unwritten.keys) : due.map(\.key) { earlier[key] = state.unwritten.removeValue(forKey: key) }
+                return (due, earlier)
             }
-            for (index, entry) in due.enumerated() {
-                if let earlier = state.unwritten.removeValue(forKey: entry.key) { due[index].trace = earlier.trace.merged(with: entry.trace) }
-            }
-            if all {
-                for (key, entry) in state.unwritten where !due.contains(where: { $0.key == key }) { due.append((key, entry.spec, entry.trace)) }
-                state.unwritten = [:]
-            }
-            return due
-        }
-        for (key, spec, trace) in due where !trace.ranges.isEmpty {
-            do {
-                let written = try engine.recordTrace(trace, for: spec)
-                logger.info("recorded the access trace of \(key): \(written.ranges.count) ranges, \(ByteSize.format(written.byteCount)) (\(written.runs) load(s))")
-            } catch {
-                logger.warning("the access trace of \(key) could not be written (kept for the next try): \(error)")
-                state.withLock { state in
-                    let pending = state.unwritten[key].map { $0.trace.merged(with: trace) } ?? trace
-                    state.unwritten[key] = (spec, pending)
+            var writes: [String: (spec: ModelSpec, trace: AccessTrace)] = earlier
+            for entry in due { writes[entry.key] = (entry.spec, writes[entry.key].map { $0.trace.merged(with: entry.trace) } ?? entry.trace) }
+            for (key, write) in writes where !write.trace.ranges.isEmpty {
+                do {
+                    let written = try engine.recordTrace(write.trace, for: write.spec)
+                    logger.info("recorded the access trace of \(key): \(written.ranges.count) ranges, \(ByteSize.format(written.byteCount)) (\(written.runs) load(s))")
+                } catch {
+                    logger.warning("the access trace of \(key) could not be written\(all ? "" : " (kept for the next try)"): \(error)")
+                    guard !all else { continue }
+                    let pending = state.withLock { $0.unwritten.removeValue(forKey: key) }
+                    let kept = pending.map { $0.trace.merged(with: write.trace) } ?? write.trace
+                    state.withLock { $0.unwritten[key] = (write.spec, kept) }
                 }
             }
         }

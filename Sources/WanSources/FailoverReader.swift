@@ -58,35 +58,66 @@ public struct FailoverReader: Sendable {
                      excluding excluded: Set<String> = [], willTry: ((any StorageBackend) -> Void)? = nil,
                      verify: ((any StorageBackend) throws -> Void)? = nil) throws -> any StorageBackend {
         var failures: [SourceError] = []
-        // Hedging needs a sink the next source can continue (bytes delivered stay delivered).
+        // Hedging needs a sink the next source can continue (bytes delivered stay delivered),
+        // and a healthy source after this one: a working source is never left for one that
+        // is cooling down after failures.
         let striped = stripes(file), resumable = sink is any ResumableSink
         let candidates = order(forBytes: Int64(range.count), striped: striped, excluding: excluded)
+        let healthy = candidates.filter { !health.isCoolingDown($0.displayName) }.count
+        // Sources left for being slow, asked again (without a deadline) if the others fail.
+        var hedged: [any StorageBackend] = []
         for (index, backend) in candidates.enumerated() {
+            let canHedge = striped && resumable && index + 1 < healthy
             do {
-                willTry?(backend)
-                let start = max(range.lowerBound, (sink as? any ResumableSink)?.resumePosition ?? range.lowerBound)
-                if start < range.upperBound {
-                    try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel,
-                                 canHedge: striped && resumable && index + 1 < candidates.count)
-                }
-                try verify?(backend)
-                health.recordSuccess(backend.displayName)
-                return backend
+                return try attempt(backend, file, range, into: sink, cancel: cancel, canHedge: canHedge, willTry: willTry, verify: verify)
             } catch let error as HedgedTransfer {
                 // Slower than usual, not failed: its rate is lowered, no cool-down.
                 failures.append(error.error)
-            } catch let error as SourceError {
-                if error.kind == .cancelled || error.kind == .localIO { throw error }
-                health.recordFailure(backend.displayName, error: error)
-                failures.append(error)
-            } catch let error as any CodedError {
-                // A verify closure may throw the cache's own errors (e.g. a checksum mismatch).
-                failures.append(SourceError(error.code == .checksumFail ? .corrupt : .localIO, source: backend.displayName,
-                                            message: error.description, localCode: error.code))
-                if error.code != .checksumFail { throw failures.last! }
+                hedged.append(backend)
+            } catch {
+                try recordFailure(error, of: backend, into: &failures)
+            }
+        }
+        for backend in hedged {
+            do {
+                return try attempt(backend, file, range, into: sink, cancel: cancel, canHedge: false, willTry: willTry, verify: verify)
+            } catch {
+                try recordFailure(error, of: backend, into: &failures)
             }
         }
         throw AllSourcesFailedError(path: file.path, failures: failures)
+    }
+
+    /// One source's try at the rest of `range` (from the sink's resume position).
+    private func attempt(_ backend: any StorageBackend, _ file: FileSpec, _ range: Range<Int64>, into sink: any ByteSink,
+                         cancel: CancellationToken, canHedge: Bool, willTry: ((any StorageBackend) -> Void)?,
+                         verify: ((any StorageBackend) throws -> Void)?) throws -> any StorageBackend {
+        willTry?(backend)
+        let start = max(range.lowerBound, (sink as? any ResumableSink)?.resumePosition ?? range.lowerBound)
+        if start < range.upperBound {
+            try transfer(backend, file, start..<range.upperBound, into: sink, cancel: cancel, canHedge: canHedge)
+        }
+        try verify?(backend)
+        health.recordSuccess(backend.displayName)
+        return backend
+    }
+
+    /// A source's failure: recorded for the final error (and its health, when it says
+    /// something about availability); rethrown when no other source could do better.
+    private func recordFailure(_ error: any Error, of backend: any StorageBackend, into failures: inout [SourceError]) throws {
+        if let error = error as? SourceError {
+            if error.kind == .cancelled || error.kind == .localIO { throw error }
+            health.recordFailure(backend.displayName, error: error)
+            failures.append(error)
+        } else if let error = error as? any CodedError {
+            // A verify closure may throw the cache's own errors (e.g. a checksum mismatch).
+            let failure = SourceError(error.code == .checksumFail ? .corrupt : .localIO, source: backend.displayName,
+                                      message: error.description, localCode: error.code)
+            failures.append(failure)
+            if error.code != .checksumFail { throw failure }
+        } else {
+            throw error
+        }
     }
 
     /// A transfer cancelled by its hedge deadline (not by the caller): the read goes on elsewhere.
