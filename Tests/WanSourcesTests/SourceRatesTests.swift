@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+import WanCore
 @testable import WanSources
 
 @Suite struct SourceRatesTests {
@@ -68,5 +70,85 @@ import Testing
         let third = rates.begin("other", bytes: 1 << 20, parent: parent, canHedge: false)
         parent.cancel()
         #expect(third.token.isCancelled && !third.hedged)
+    }
+}
+
+/// Striped reads through ``FailoverReader`` over scripted backends (the layer under test is
+/// the reader's choice of sources; the backends only wait, deliver or fail).
+@Suite struct HedgedReadTests {
+    /// Waits `delay` seconds (ending early, `.cancelled`, when its token is cancelled), then
+    /// writes the range; or fails at once with a network error.
+    final class ScriptedBackend: StorageBackend {
+        let source: SourceURL
+        var displayName: String { source.raw }
+        var usesCredentials: Bool { false }
+        let delay: Double
+        let fails: Bool
+        let calls = Atomic<Int>(0)
+
+        init(_ url: String, delay: Double = 0, fails: Bool = false) throws {
+            source = try SourceURL(parsing: url)
+            self.delay = delay
+            self.fails = fails
+        }
+
+        func stat(_ path: String, cancel: CancellationToken) throws(SourceError) -> RemoteFile {
+            throw SourceError(.unsupported, source: displayName, message: "not used")
+        }
+
+        func read(_ path: String, range: Range<Int64>, fileSize: Int64?, into sink: any ByteSink,
+                  cancel: CancellationToken) throws(SourceError) {
+            calls.add(1, ordering: .relaxed)
+            if fails { throw SourceError(.network, source: displayName, message: "down") }
+            let deadline = Date().addingTimeInterval(delay)
+            while Date() < deadline {
+                if cancel.isCancelled { throw SourceError(.cancelled, source: displayName, message: "cancelled") }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            let bytes = [UInt8](repeating: 7, count: range.count)
+            do {
+                try bytes.withUnsafeBytes { try sink.write($0, at: range.lowerBound) }
+            } catch {
+                throw SourceError(.localIO, source: displayName, message: "\(error)")
+            }
+        }
+
+        func list(prefix: String, cancel: CancellationToken) throws(SourceError) -> [RemoteFile] { [] }
+    }
+
+    /// Counts what arrived; resumes where it stopped.
+    final class CountingSink: ResumableSink {
+        let written = Mutex<Int64>(0)
+        let start: Int64
+        init(start: Int64) { self.start = start }
+        var resumePosition: Int64 { start + written.withLock { $0 } }
+        func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws { written.withLock { $0 += Int64(bytes.count) } }
+    }
+
+    static let file = FileSpec(path: "w.bin", size: 1 << 20, sha256: String(repeating: "a", count: 64),
+                               chunkSize: 1 << 20, chunks: [String(repeating: "b", count: 64)])
+
+    @Test func aHedgedSourceIsAskedAgainBeforeTheReadFails() throws {
+        let slow = try ScriptedBackend("http://slow.example/m", delay: 1)
+        let failing = try ScriptedBackend("http://failing.example/m", fails: true)
+        let reader = FailoverReader(backends: [slow, failing], health: SourceHealth(),
+                                    rates: SourceRates(hedgeFactor: 3, minimumHedge: 0.2), striping: true)
+        let sink = CountingSink(start: 0)
+        let used = try reader.read(Self.file, range: 0..<Self.file.size, into: sink)
+        #expect(used.displayName == slow.displayName)
+        #expect(slow.calls.load(ordering: .relaxed) == 2 && failing.calls.load(ordering: .relaxed) == 1)
+        #expect(sink.resumePosition == Self.file.size)
+    }
+
+    @Test func aWorkingSourceIsNotLeftForOneCoolingDown() throws {
+        let slow = try ScriptedBackend("http://slow.example/m", delay: 1)
+        let cooling = try ScriptedBackend("http://cooling.example/m")
+        let health = SourceHealth()
+        health.recordFailure(cooling.displayName, error: SourceError(.network, source: cooling.displayName, message: "down"))
+        let reader = FailoverReader(backends: [slow, cooling], health: health,
+                                    rates: SourceRates(hedgeFactor: 3, minimumHedge: 0.2), striping: true)
+        let used = try reader.read(Self.file, range: 0..<Self.file.size, into: CountingSink(start: 0))
+        #expect(used.displayName == slow.displayName)
+        #expect(slow.calls.load(ordering: .relaxed) == 1 && cooling.calls.load(ordering: .relaxed) == 0)
     }
 }
