@@ -236,17 +236,23 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(len(b) / float(bps))
         return sent
 
-    def normal(self, full, **kw):
+    def promise(self, full):
+        """Send the headers of a correct answer; (start, length) of the body promised, or None
+        after a 416."""
         size = os.path.getsize(full)
         self.mtime = os.path.getmtime(full)
         p = self.plan(size)
         if p is None:
-            return
+            return None
         code, start, end, h = p
         length = end - start + 1 if size else 0
         self.headers_out(code, length, h)
-        if self.command != "HEAD":
-            self.body(full, start, length, **kw)
+        return start, length
+
+    def normal(self, full, **kw):
+        promised = self.promise(full)
+        if promised and self.command != "HEAD":
+            self.body(full, promised[0], promised[1], **kw)
 
     def cut(self):
         """Close the connection abruptly (the client sees a short body / reset)."""
@@ -268,14 +274,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def half_then_cut(self, full):
         """Promise the range, send about half of it, close the connection."""
-        size = os.path.getsize(full)
-        self.mtime = os.path.getmtime(full)
-        p = self.plan(size)
-        if p is None:
+        promised = self.promise(full)
+        if promised is None:
             return
-        code, start, end, h = p
-        length = end - start + 1
-        self.headers_out(code, length, h)
+        start, length = promised
         self.body(full, start, length // 2)
         self.cut()
 
@@ -336,21 +338,16 @@ class Handler(BaseHTTPRequestHandler):
         self.normal(full, bps=bps)
 
     def b_freeze(self, full):
-        size = os.path.getsize(full)
-        self.mtime = os.path.getmtime(full)
-        p = self.plan(size)
-        if p is None:
+        promised = self.promise(full)
+        if promised is None or self.command == "HEAD":
             return
-        code, start, end, h = p
-        length = end - start + 1 if size else 0
+        start, length = promised
         try:
             after = min(length, max(0, int(self.query.get("after", str(length // 2)))))
         except ValueError:
             after = length // 2
-        self.headers_out(code, length, h)
-        if self.command != "HEAD":
-            self.body(full, start, after)
-            self.wait_for_close()
+        self.body(full, start, after)
+        self.wait_for_close()
 
     def b_hang(self, full):
         self.wait_for_close()
