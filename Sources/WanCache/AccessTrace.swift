@@ -144,6 +144,23 @@ public struct AccessTrace: Sendable, Equatable, Codable {
         }
     }
 
+    // MARK: - Restricting
+    /// The same trace without the files `spec` does not have with the same path and content
+    /// (and without ranges that name no bytes of their file). For a trace whose ranges do not
+    /// overlap (recorded here, or checked by ``resolve(against:)``): it only keeps and appends.
+    public func restricted(to spec: ModelSpec) -> AccessTrace {
+        let wanted = Set(spec.files.map(File.init))
+        var result = AccessTrace(model: model, variant: variant)
+        result.runs = runs
+        result.updated = updated
+        for extent in ranges where files.indices.contains(extent.file) && wanted.contains(files[extent.file]) {
+            guard extent.offset >= 0, extent.length > 0, let end = extent.offset.checkedAdding(extent.length),
+                  end <= files[extent.file].size else { continue }
+            result.append(files[extent.file], extent.offset..<end, at: extent.at)
+        }
+        return result
+    }
+
     // MARK: - Checking
 
     /// What to fetch, in order: every range of a file the model still has with the same

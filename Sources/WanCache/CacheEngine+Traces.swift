@@ -84,14 +84,11 @@ extension CacheEngine {
     /// What of `spec`'s trace is in the cache already; nil when it has none.
     public func traceSummary(_ spec: ModelSpec) -> TraceSummary? {
         guard let trace = (try? self.trace(spec)) ?? nil, let resolved = try? trace.resolve(against: spec) else { return nil }
-        var present: Int64 = 0
-        var known: [String: RangeSet] = [:]
-        for (file, range) in resolved.ranges {
-            let here = known[file.sha256] ?? presentRanges(file)
-            known[file.sha256] = here
-            present = present.addingClamped(Int64(range.count) - here.missing(in: range).reduce(0) { $0 + Int64($1.count) })
-        }
-        return TraceSummary(ranges: trace.ranges.count, bytes: trace.byteCount, bytesPresent: present, runs: trace.runs, updated: trace.updated)
+        // What a replay would find here already.
+        var outcome = TraceReplay.Outcome()
+        _ = TraceReplay.plan(resolved.ranges, present: presentRanges, options: TraceReplay.Options(), outcome: &outcome)
+        return TraceSummary(ranges: trace.ranges.count, bytes: trace.byteCount, bytesPresent: outcome.bytesAlreadyPresent,
+                            runs: trace.runs, updated: trace.updated)
     }
 
     /// The bytes of `file`'s content in the cache: all of it once a blob is there, else what
@@ -100,23 +97,5 @@ extension CacheEngine {
         if let live = liveFetcher(file) { return live.presentRanges }
         if blobExists(file) { return RangeSet([0..<file.size]) }
         return recordedRanges(file) ?? RangeSet()
-    }
-}
-
-extension AccessTrace {
-    /// The same trace without the files `spec` does not have with the same path and content
-    /// (and without ranges that name no bytes of their file). For a trace whose ranges do not
-    /// overlap (recorded here, or checked by ``resolve(against:)``): it only keeps and appends.
-    public func restricted(to spec: ModelSpec) -> AccessTrace {
-        let wanted = Set(spec.files.map(File.init))
-        var result = AccessTrace(model: model, variant: variant)
-        result.runs = runs
-        result.updated = updated
-        for extent in ranges where files.indices.contains(extent.file) && wanted.contains(files[extent.file]) {
-            guard extent.offset >= 0, extent.length > 0, let end = extent.offset.checkedAdding(extent.length),
-                  end <= files[extent.file].size else { continue }
-            result.append(files[extent.file], extent.offset..<end, at: extent.at)
-        }
-        return result
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WanCache
 import WanTestSupport
 
 /// Access traces on real mounts over nginx: a cold load is recorded, exported, imported on
@@ -44,27 +45,12 @@ import WanTestSupport
         }
 
         func covers(_ file: String, _ range: Range<Int64>) -> Bool {
-            var left = RangeSetCheck(range)
-            for entry in ranges where entry.file == file { left.remove(entry.range) }
-            return left.isEmpty
+            RangeSet(ranges.filter { $0.file == file }.map(\.range)).contains(range)
         }
 
         /// The position of the first range of `file` that holds `offset`.
         func position(_ file: String, _ offset: Int64) -> Int? {
             ranges.firstIndex { $0.file == file && $0.range.contains(offset) }
-        }
-    }
-
-    /// What is left of a range once others are taken out (for "is it covered").
-    struct RangeSetCheck {
-        var pieces: [Range<Int64>]
-        init(_ range: Range<Int64>) { pieces = [range] }
-        var isEmpty: Bool { pieces.isEmpty }
-        mutating func remove(_ cut: Range<Int64>) {
-            pieces = pieces.flatMap { piece -> [Range<Int64>] in
-                guard piece.overlaps(cut) else { return [piece] }
-                return [piece.lowerBound..<max(piece.lowerBound, cut.lowerBound), min(piece.upperBound, cut.upperBound)..<piece.upperBound].filter { !$0.isEmpty }
-            }
         }
     }
 
