@@ -145,6 +145,7 @@ public struct AccessTrace: Sendable, Equatable, Codable {
     }
 
     // MARK: - Restricting
+
     /// The same trace without the files `spec` does not have with the same path and content
     /// (and without ranges that name no bytes of their file). For a trace whose ranges do not
     /// overlap (recorded here, or checked by ``resolve(against:)``): it only keeps and appends.
