@@ -9,7 +9,8 @@
 # ensure  `wan models ensure` of a model of three 1 GiB files from nginx (download + sha256
 #         verification + commit) vs `curl -o FILE` of the same files, one after the other.
 #
-# mount   a 2 GiB two-shard safetensors model (scripts/make_model.py) from nginx through a cold
+# mount   a 2 GiB two-shard safetensors model (scripts/make_model.py: the tensors of
+#         Wan2.1-T2V-1.3B's transformer, 1 MiB chunk digests) from nginx through a cold
 #         mount.wanfs: sequential cat and dd bs=16M vs curl -o /dev/null (and, for context, vs
 #         curl -o FILE); first byte (open + read of 1 byte timed inside a Python process) vs
 #         curl -r 0-0's own time_total; a full safe_open + get_tensor load, and a half load (every
@@ -119,16 +120,23 @@ bench_ensure() {
 # The 2 GiB two-shard safetensors model of the mount rows (made once) and its helpers; sets
 # model, dir, id, shards, rels, bytes, name (its folder under bench/). mountit [keep] mounts it cold (or over the kept cache).
 model_setup() {
-    # WAN_BENCH_TENSOR_MIB: the size of the model's weight tensors (default 4 MiB, as large as
-    # its 4 MiB chunks: a half load then needs every chunk to verify what it reads).
-    local tensor_mib=${WAN_BENCH_TENSOR_MIB:-4}
-    name=mountmodel
-    [[ $tensor_mib == 4 ]] || name=mountmodel-t$tensor_mib
+    # The model: by default the tensors of Wan2.1-T2V-1.3B's transformer (its names and
+    # shapes, 22 of its 30 blocks: 4.5 MiB attention weights, 26 MiB feed-forward weights,
+    # small biases and norms between them); with WAN_BENCH_TENSOR_MIB, tensors all of that
+    # size (4: as large as 4 MiB chunks, where a half load needs every chunk). Chunk digests
+    # of WAN_BENCH_CHUNK_MIB (default 1, what `wan models manifest` writes).
+    local tensor_mib=${WAN_BENCH_TENSOR_MIB:-} chunk_mib=${WAN_BENCH_CHUNK_MIB:-1}
+    local shape=(--layout wan) what="Wan2.1-T2V-1.3B's tensors"
+    name=mountmodel-wan-c$chunk_mib
+    if [[ -n $tensor_mib ]]; then
+        shape=(--tensor-mib "$tensor_mib") what="$tensor_mib MiB tensors"
+        name=mountmodel-t$tensor_mib-c$chunk_mib
+    fi
     model="$data/$name" dir="$work/mount" id=bench-st@1.0
     if [[ ! -f "$model/models.toml" ]]; then
-        echo "== generating a 2 GiB safetensors model ($tensor_mib MiB tensors)" >&2
+        echo "== generating a 2 GiB safetensors model ($what, $chunk_mib MiB chunks)" >&2
         rm -rf "$model"
-        python3 scripts/make_model.py "$model/files" --shards 2 --shard-mib 1024 --tensor-mib "$tensor_mib" --manifest "$model/models.toml.tmp" \
+        python3 scripts/make_model.py "$model/files" --shards 2 --shard-mib 1024 "${shape[@]}" --chunk-mib "$chunk_mib" --manifest "$model/models.toml.tmp" \
             --model-id "$id" --source "$WAN_TEST_HTTP/bench/$name/files" >&2
         mv "$model/models.toml.tmp" "$model/models.toml"
     fi

@@ -153,17 +153,19 @@ public final class FetchScheduler: @unchecked Sendable {
     /// wait while stuck ones hold the workers (none is idle: a worker woken for a job that has
     /// not yet taken it is still idle). False once stopped.
     private func watch() -> Bool {
+        // Not a wait on the condition: a queued job's wake-up must go to a worker.
+        Thread.sleep(forTimeInterval: 0.25)
         condition.lock()
         defer { condition.unlock() }
         if stopping { return false }
-        _ = condition.wait(until: Date().addingTimeInterval(0.25))
-        if stopping { return false }
-        let waiting = queues.indices.contains { heads[$0] < queues[$0].count }
-        if waiting && idleGeneral == 0 && moving < workers && threads < maxThreads {
+        if queuedJobs && idleGeneral == 0 && moving < workers && threads < maxThreads {
             startThread(index: threads, demandOnly: false, extra: true)
         }
         return true
     }
+
+    /// Whether a job waits in any queue (condition held).
+    private var queuedJobs: Bool { queues.indices.contains { heads[$0] < queues[$0].count } }
 
     /// Running jobs that received bytes within the grace period (condition held).
     private var moving: Int { running.values.filter { $0.idleSeconds < stallGrace }.count }
@@ -205,7 +207,7 @@ public final class FetchScheduler: @unchecked Sendable {
         }
         if !started { startWorkers() }
         queues[priority.rawValue].append(ticket)
-        condition.broadcast()
+        condition.signal()
         condition.unlock()
         return ticket
     }
@@ -215,7 +217,7 @@ public final class FetchScheduler: @unchecked Sendable {
         guard !ticket.isStarted, ticket.lower(to: priority) else { return }
         condition.lock()
         queues[priority.rawValue].append(ticket)   // the old entry is skipped once this one runs
-        condition.broadcast()
+        condition.signal()
         condition.unlock()
     }
 
@@ -270,6 +272,10 @@ public final class FetchScheduler: @unchecked Sendable {
             if extra && (moving >= workers || stopping) { return }
             guard let ticket = next(demandOnly: demandOnly) else {
                 if stopping || extra { return }
+                // A job's wake-up goes to one waiting worker (waking them all cost the first
+                // byte of a cold file about a millisecond on two cores): one that takes only
+                // demand jobs passes a wake-up for other work on to a worker that takes it.
+                if demandOnly && idleGeneral > 0 && queuedJobs { condition.signal() }
                 if !demandOnly { idleGeneral += 1 }
                 condition.wait()
                 if !demandOnly { idleGeneral -= 1 }

@@ -15,8 +15,11 @@
 ///   is less than a fetch granule (tensors as small as the manifest's chunks: every chunk
 ///   is needed anyway, and a stream fetches them fastest). Both orders are followed at once
 ///   when they agree.
-/// - Any other pattern (every other tensor, a few tensors of a large file) fetches only the
-///   tensors it touches: nothing between them.
+/// - Three tensors read in a row at the same stride in name order (every other tensor: a half
+///   load, a loader that skips one kind of weight) make a strided load: the next tensors at
+///   that stride are fetched ahead, whole, up to the same window; nothing between them.
+/// - Any other pattern (a few tensors of a large file, random picks) fetches only the tensors
+///   it touches: nothing between them.
 ///
 /// A value type: the caller keeps one per open file behind a lock.
 struct TensorReadahead: Sendable {
@@ -40,15 +43,21 @@ struct TensorReadahead: Sendable {
     /// this many runs are kept, like the stream tracker's streams.
     static let maxRuns = 16
 
+    /// The largest stride followed: a reader taking every eighth tensor or fewer.
+    static let maxStride = 8
+
     /// A run of tensors read one after the other: in name order, in file order, or both.
     private struct Run {
         /// The tensor counted last in this run.
         var last: Int
         var nameRun = 0, fileRun = 0
+        /// The run's step in name order when it is more than one (0: none yet), and how many
+        /// such steps in a row it made.
+        var stride = 0, strideRun = 0
         /// Bytes of the run's tensors: its look-ahead window.
         var bytes: Int64
         /// The furthest place in each order the run's look-ahead has reached.
-        var nameFrontier = 0, fileFrontier = 0
+        var nameFrontier = 0, fileFrontier = 0, strideFrontier = 0
         var lastUse: UInt64
     }
 
@@ -61,6 +70,10 @@ struct TensorReadahead: Sendable {
     /// How far each tensor has been asked for (absolute offset): by reads inside it, or by a
     /// load's look-ahead.
     private var requested: [Int: Int64] = [:]
+    /// Per stride s (made when a run first takes it): for each tensor i, the bytes of i, i - s,
+    /// i - 2s, ... in name order, so the bytes between two tensors of a strided run are one
+    /// subtraction.
+    private var strideSums: [Int: [Int64]] = [:]
 
     init(layout: SafetensorsLayout, minimumStep: Int64 = 16 << 20, granule: Int64 = 0) {
         self.layout = layout
@@ -106,19 +119,37 @@ struct TensorReadahead: Sendable {
             wanted += ranges
             run.fileFrontier = frontier
         }
+        if run.stride > 1 && run.strideRun >= Self.runToFollow {
+            let (ranges, frontier) = strideAhead(after: run.last, stride: run.stride, frontier: run.strideFrontier, window: window)
+            wanted += ranges
+            run.strideFrontier = frontier
+        }
         runs[active] = run
         return wanted
     }
 
     /// `index` is counted as read: it extends the run whose last tensor it follows (in name
-    /// order, or in file order with less than a granule between them), or starts a new one.
+    /// order, in file order with less than a granule between them, or at the run's stride),
+    /// or the run counted last when it lies a few tensors after that run's last (a stride
+    /// begins), or starts a new one.
     private mutating func counted(_ index: Int) {
         clock += 1
         let size = layout.tensors[index].size
-        if let place = runs.firstIndex(where: { index == $0.last + 1 || follows(index, $0.last) }) {
+        let strides = 2...Self.maxStride
+        let place = runs.firstIndex { index == $0.last + 1 || follows(index, $0.last) || ($0.stride > 1 && index == $0.last + $0.stride) }
+            ?? active.flatMap { strides.contains(index - runs[$0].last) ? $0 : nil }
+        if let place {
             var run = runs[place]
-            run.nameRun = index == run.last + 1 ? run.nameRun + 1 : 0
+            let step = index - run.last
+            run.nameRun = step == 1 ? run.nameRun + 1 : 0
             run.fileRun = follows(index, run.last) ? run.fileRun + 1 : 0
+            if step > 1 && step == run.stride {
+                run.strideRun += 1
+            } else if strides.contains(step) {
+                (run.stride, run.strideRun, run.strideFrontier) = (step, 1, 0)
+            } else {
+                (run.stride, run.strideRun) = (0, 0)
+            }
             run.bytes += size
             run.last = index
             run.lastUse = clock
@@ -131,6 +162,41 @@ struct TensorReadahead: Sendable {
         }
         runs.append(Run(last: index, bytes: size, lastUse: clock))
         active = runs.count - 1
+    }
+
+    /// The tensors after `last` at `stride` in name order, whole, until `window` bytes of them
+    /// lie ahead of the reader; each asked for once. Starts at the frontier (returned moved
+    /// on), which lies on the same stride: the run's tensors all do.
+    private mutating func strideAhead(after last: Int, stride: Int, frontier: Int, window: Int64) -> ([Range<Int64>], frontier: Int) {
+        let sums = strideSum(stride)
+        let count = layout.tensors.count
+        var frontier = frontier
+        var wanted: [Range<Int64>] = []
+        // The tensor before the frontier may have been asked for in part.
+        var next = max(last + stride, frontier - stride)
+        while next < count {
+            let ahead = sums[next - stride] - sums[last]   // the run's tensors between last and next
+            guard ahead < window else { break }
+            let range = layout.tensors[next].range
+            let upTo = range.lowerBound + min(range.upperBound - range.lowerBound, window - ahead)
+            let from = max(range.lowerBound, requested[next] ?? range.lowerBound)
+            if upTo > from {
+                wanted.append(from..<upTo)
+                requested[next] = upTo
+            }
+            frontier = max(frontier, next + stride)
+            next += stride
+        }
+        return (wanted, frontier)
+    }
+
+    /// ``strideSums`` for `stride`, made on first use.
+    private mutating func strideSum(_ stride: Int) -> [Int64] {
+        if let sums = strideSums[stride] { return sums }
+        var sums = layout.tensors.map(\.size)
+        for index in sums.indices where index >= stride { sums[index] += sums[index - stride] }
+        strideSums[stride] = sums
+        return sums
     }
 
     /// Whether `index` comes after `last` in the file with less than a granule between them.

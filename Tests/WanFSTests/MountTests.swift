@@ -218,22 +218,38 @@ import WanTestSupport
         let shard = "transformer/diffusion_pytorch_model-00001-of-00001.safetensors"
         let path = mount.path("tensors@1.0", shard)
         let size = try #require((try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value)
+        // Loads every n-th tensor in name order; prints the bytes read and where each tensor
+        // read starts in the file, in the order read.
         let load = """
-            import json, sys
+            import json, struct, sys
             from safetensors import safe_open
+            raw = open(sys.argv[1], "rb")
+            length = struct.unpack("<Q", raw.read(8))[0]
+            header = json.loads(raw.read(length))
             with safe_open(sys.argv[1], "np") as f:
                 keys = list(f.keys())[::int(sys.argv[2])]
-                print(json.dumps({"bytes": sum(f.get_tensor(k).nbytes for k in keys), "tensors": len(keys)}))
+                print(json.dumps({"bytes": sum(f.get_tensor(k).nbytes for k in keys), "tensors": len(keys),
+                                  "starts": [8 + length + header[k]["data_offsets"][0] for k in keys]}))
             """
         let half = try Python.run(load, [path, "2"])
         #expect(half.status == 0, "\(half.output)")
-        let read = try #require((half.json as? [String: Int])?["bytes"])
+        let halfResult = try #require(half.json as? [String: Any])
+        let read = try #require(halfResult["bytes"] as? Int)
+        let starts = try #require(halfResult["starts"] as? [Int])
         Thread.sleep(forTimeInterval: 2)   // whatever is fetched after close counts too
         let fetched = try TestServers.nginxBytes(containing: "/\(prefix)/transformer/")
         // The tensors read, the chunks they share with their neighbours and the kernel's
         // readahead past them: about 3 MiB per 16 MiB tensor.
         #expect(fetched >= Int64(read) && fetched <= Int64(read) + Int64(read) * 3 / 10,
                 "a half load reading \(read) bytes of \(size) fetched \(fetched)")
+        // Every other tensor is a stride: from the fourth tensor on, each was asked for whole,
+        // ahead of the reader, not from the page fault at its first byte (which asks for about
+        // a MiB: max_read rounded to chunks).
+        let halfRanges = Self.ranges(try TestServers.nginxRequests(containing: "/\(prefix)/transformer/"))
+        let faulted = starts.dropFirst(3).filter { start in
+            (halfRanges.filter { $0.contains(Int64(start)) }.map(\.count).max() ?? 0) < 4 << 20
+        }
+        #expect(faulted.isEmpty, "\(faulted.count) of \(starts.count - 3) tensors were first fetched by the reader's page fault: \(faulted)")
 
         // A full load on a fresh cache: every byte once, fetched in the order the loader asks.
         try mount.unmount()
@@ -257,11 +273,7 @@ import WanTestSupport
         let keys = try #require(names.json as? [String])
         let numbers = keys.compactMap { Int($0.split(separator: ".").dropFirst().first ?? "") }
         #expect(numbers.count == 16)
-        let ranges: [ClosedRange<Int64>] = requests.compactMap { request in
-            guard request.range.hasPrefix("bytes=") else { return nil }
-            let bounds = request.range.dropFirst(6).split(separator: "-").compactMap { Int64($0) }
-            return bounds.count == 2 && bounds[0] <= bounds[1] ? bounds[0]...bounds[1] : nil
-        }
+        let ranges = Self.ranges(requests)
         // make_model.py's tensors: 16 MiB each here, in numeric order after a header of a few
         // KiB, so the middle of tensor n is at 16n + 8 MiB. The request that fetched the middle
         // counts (the kernel reads around a page fault, so a MiB at either end of a tensor is
@@ -272,6 +284,15 @@ import WanTestSupport
                 "\(inOrder) of \(firstAsked.count - 1) tensors were fetched after the one the loader reads before them: \(zip(numbers, firstAsked).map { "\($0):\($1)" })")
         try mount.unmount()
         try? FileManager.default.removeItem(atPath: try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix)
+    }
+
+    /// The byte ranges of nginx's logged range requests, in the log's order.
+    static func ranges(_ requests: [(uri: String, status: Int, bytes: Int64, range: String)]) -> [ClosedRange<Int64>] {
+        requests.compactMap { request in
+            guard request.range.hasPrefix("bytes=") else { return nil }
+            let bounds = request.range.dropFirst(6).split(separator: "-").compactMap { Int64($0) }
+            return bounds.count == 2 && bounds[0] <= bounds[1] ? bounds[0]...bounds[1] : nil
+        }
     }
 
     @Test func eightConcurrentReadersOfOneFileShareOneFetch() throws {

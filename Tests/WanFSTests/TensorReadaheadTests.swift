@@ -162,13 +162,41 @@ import WanTestSupport
         #expect(total <= Int64(read.count) * (4 << 20))
     }
 
+    /// A half load (every other tensor in name order) of tensors larger than the fetch granule:
+    /// from its third tensor on, each tensor it reads was asked for before the reader got
+    /// there, and no tensor it skips is fetched. The same for every third tensor.
+    @Test(arguments: [2, 3])
+    func aStridedLoadIsFetchedAheadAndSkipsWhatItSkips(stride: Int) throws {
+        let layout = try Self.layout((0..<60).map { (String(format: "layer.%02d.weight", $0), Int64(8 << 20)) })
+        let read = Array(Swift.stride(from: 1, to: layout.tensors.count, by: stride))
+        let (asked, unannounced) = Self.load(layout, order: read)
+        #expect(unannounced == 0, "reads that found nothing asked for ahead: \(unannounced) bytes")
+        for index in Set(layout.tensors.indices).subtracting(read) {
+            #expect(!asked.contains { $0.overlaps(layout.tensors[index].range) }, "\(layout.tensors[index].name) was fetched, never read")
+        }
+        let total = asked.reduce(Int64(0)) { $0 + Int64($1.count) }
+        #expect(total <= Int64(read.count) * (8 << 20), "something was asked twice")
+    }
+
+    /// Three tensors at one stride by chance, then the reader goes elsewhere: what was asked
+    /// ahead stays within the window (it grows with what the run read: here three tensors).
+    @Test func aStrideThatEndsCostsAtMostItsWindow() throws {
+        let layout = try Self.layout((0..<60).map { (String(format: "layer.%02d.weight", $0), Int64(8 << 20)) })
+        let (asked, _) = Self.load(layout, order: [0, 2, 4, 41, 13, 29])
+        let wasted = asked.filter { range in ![0, 2, 4, 41, 13, 29].contains { layout.tensors[$0].range.overlaps(range) } }
+        let bytes = wasted.reduce(Int64(0)) { $0 + Int64($1.count) }
+        #expect(bytes > 0, "the stride was followed")
+        #expect(bytes <= 3 * (8 << 20), "asked \(bytes >> 20) MiB ahead for a stride of three 8 MiB tensors")
+    }
+
     /// make_model.py's layout (numeric order in the file, loaders ask in name order: blocks.0,
     /// blocks.1, blocks.10, ...): every other name touches blocks.0 then blocks.1, two
     /// neighbours in the file by chance, which must not start a file-order look-ahead.
     @Test func aHalfLoadThatTouchesNeighboursByChanceFetchesNothingItSkips() throws {
         let layout = try Self.layout((0..<64).map { ("blocks.\($0).attn.weight", Int64(4 << 20)) })
         let read = Array(stride(from: 0, to: layout.tensors.count, by: 2))
-        let (asked, _) = Self.load(layout, order: read, readSize: 992 << 10)
+        let (asked, unannounced) = Self.load(layout, order: read, readSize: 992 << 10)
+        #expect(unannounced == 0, "every other name is a stride: \(unannounced) bytes found nothing asked ahead")
         for index in Set(layout.tensors.indices).subtracting(read) {
             #expect(!asked.contains { $0.overlaps(layout.tensors[index].range) }, "\(layout.tensors[index].name) was fetched, never read")
         }
