@@ -10,7 +10,7 @@
 #         verification + commit) vs `curl -o FILE` of the same files, one after the other.
 #
 # mount   a 2 GiB two-shard safetensors model (scripts/make_model.py: the tensors of
-#         Wan2.1-T2V-1.3B's transformer, 1 MiB chunk digests) from nginx through a cold
+#         Wan2.1-T2V-1.3B's transformer, 2 MiB chunk digests) from nginx through a cold
 #         mount.wanfs: sequential cat and dd bs=16M vs curl -o /dev/null (and, for context, vs
 #         curl -o FILE); first byte (open + read of 1 byte timed inside a Python process) vs
 #         curl -r 0-0's own time_total; a full safe_open + get_tensor load, and a half load (every
@@ -124,8 +124,8 @@ model_setup() {
     # shapes, 22 of its 30 blocks: 4.5 MiB attention weights, 26 MiB feed-forward weights,
     # small biases and norms between them); with WAN_BENCH_TENSOR_MIB, tensors all of that
     # size (4: as large as 4 MiB chunks, where a half load needs every chunk). Chunk digests
-    # of WAN_BENCH_CHUNK_MIB (default 1, what `wan models manifest` writes).
-    local tensor_mib=${WAN_BENCH_TENSOR_MIB:-} chunk_mib=${WAN_BENCH_CHUNK_MIB:-1}
+    # of WAN_BENCH_CHUNK_MIB (default 2, what `wan models manifest` writes).
+    local tensor_mib=${WAN_BENCH_TENSOR_MIB:-} chunk_mib=${WAN_BENCH_CHUNK_MIB:-2}
     local shape=(--layout wan) what="Wan2.1-T2V-1.3B's tensors"
     name=mountmodel-wan-c$chunk_mib
     if [[ -n $tensor_mib ]]; then

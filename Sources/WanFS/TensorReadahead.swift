@@ -54,6 +54,9 @@ struct TensorReadahead: Sendable {
         /// The run's step in name order when it is more than one (0: none yet), and how many
         /// such steps in a row it made.
         var stride = 0, strideRun = 0
+        /// Whether the run's last step in file order passed over a tensor (one smaller than a
+        /// granule, else it would not follow).
+        var fileSkipped = false
         /// Bytes of the run's tensors: its look-ahead window.
         var bytes: Int64
         /// The furthest place in each order the run's look-ahead has reached.
@@ -114,12 +117,16 @@ struct TensorReadahead: Sendable {
             wanted += ranges
             run.nameFrontier = frontier
         }
-        if run.fileRun >= Self.runToFollow {
+        // A strided load that passes over tensors in the file too decides: the file's order
+        // would fetch the tensors it skips (a half load of weights with small biases between
+        // them follows in the file as well).
+        let strided = run.stride > 1 && run.strideRun >= Self.runToFollow
+        if run.fileRun >= Self.runToFollow && !(strided && run.fileSkipped) {
             let (ranges, frontier) = lookAhead(after: layout.filePosition[run.last], order: layout.fileOrder, frontier: run.fileFrontier, window: window)
             wanted += ranges
             run.fileFrontier = frontier
         }
-        if run.stride > 1 && run.strideRun >= Self.runToFollow {
+        if strided {
             let (ranges, frontier) = strideAhead(after: run.last, stride: run.stride, frontier: run.strideFrontier, window: window)
             wanted += ranges
             run.strideFrontier = frontier
@@ -143,6 +150,7 @@ struct TensorReadahead: Sendable {
             let step = index - run.last
             run.nameRun = step == 1 ? run.nameRun + 1 : 0
             run.fileRun = follows(index, run.last) ? run.fileRun + 1 : 0
+            run.fileSkipped = layout.filePosition[index] != layout.filePosition[run.last] + 1
             if step > 1 && step == run.stride {
                 run.strideRun += 1
             } else if strides.contains(step) {

@@ -24,7 +24,7 @@ struct ManifestCommand: WanCommand {
     @Option(help: ArgumentHelp("The model id of the entry (name@version).", valueName: "id")) var modelId: String
     @Option(help: ArgumentHelp("Sources for the entry's priority list (default: --from-source's URL).", valueName: "url")) var source: [String] = []
     @Option(help: ArgumentHelp("Only files matching this pattern (repeatable), e.g. '*.safetensors'.", valueName: "glob")) var include: [String] = []
-    @Option(help: ArgumentHelp("Bytes per chunk digest: a cold first read waits for its whole chunk to arrive and verify; larger chunks make a smaller manifest.", valueName: "size")) var chunkSize = "1MiB"
+    @Option(help: ArgumentHelp("Bytes per chunk digest: a cold first read waits for its whole chunk to arrive and verify; larger chunks make a smaller manifest.", valueName: "size")) var chunkSize = "2MiB"
     @Option(help: ArgumentHelp("Write to this file (with schema_version) instead of stdout.", valueName: "file")) var output: String?
 
     func validate() throws {
