@@ -250,10 +250,12 @@ bench_mount() {
     local curl_seq=() mnt_seq=() mnt_dd=() curl_file=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
     local base_half=() mnt_half=() fetched_half=()
     for _ in $(seq "$runs"); do
-        # Time to first byte of a cold file.
         # Time to first byte of a cold file, each timed inside its own process: curl's own
         # time_total for a 1-byte range, and open + read(1) in Python through a fresh mount.
         local t0
+        # On a quiet machine: the previous run's 2 GiB of written cache still going to disk
+        # slowed both sides (curl's time_total measured 1.5-3.5 ms instead of 0.3-0.5).
+        sync; sleep 1
         curl_ttfb+=("$(curl -s -r 0-0 -o /dev/null -w '%{time_total}' "$WAN_TEST_HTTP/bench/$name/files/${rels[1]}")")
         mountit; mnt_ttfb+=("$(python3 -c "$ttfb_py" "$dir/mnt/$id/${rels[1]}")")
         # Cold sequential read and full safetensors load: cold mount vs curl (to disk, then load
