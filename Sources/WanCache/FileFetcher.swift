@@ -528,6 +528,29 @@ public final class FileFetcher: Sendable {
         if let ranges { try partial.record(range, ranges: ranges) }
     }
 
+    /// The most a reader's readahead should have asked for ahead of it: what this file's
+    /// sources deliver in ``readaheadLead`` seconds at their measured rate, over as many
+    /// parallel range requests as the fetch has workers; at least ``minimumReadahead``, at
+    /// most `cap` (`prefetch=`). Before the sources are measured: `cap`. A slow source (a
+    /// 2 MB/s mirror) then keeps 32 MiB ahead instead of hundreds, so a reader that stops
+    /// early leaves little fetched for nothing; a fast one keeps the full window.
+    public func readaheadWindow(cap: Int64) -> Int64 {
+        Self.readaheadWindow(rate: reader.measuredRate(striped: reader.stripes(content)), connections: settings.connections, cap: cap)
+    }
+
+    /// Seconds of transfer a readahead window holds (``readaheadWindow(cap:)``).
+    public static let readaheadLead = 2.0
+    /// The smallest window a measured rate gives (two range requests of 16 MiB).
+    public static let minimumReadahead: Int64 = 32 << 20
+
+    static func readaheadWindow(rate: Double?, connections: Int, cap: Int64) -> Int64 {
+        guard cap > 0 else { return 0 }
+        guard let rate, rate.isFinite, rate > 0 else { return cap }
+        let bytes = rate * Double(max(1, connections)) * readaheadLead
+        guard bytes < Double(cap) else { return cap }
+        return min(cap, max(minimumReadahead, Int64(bytes)))
+    }
+
     static func hash(_ fd: FileDescriptor, _ range: Range<Int64>) throws -> String {
         let hasher = SHA256Hasher()
         // 256 KiB: stays in cache between the read and the hash, and is not a fresh mmap

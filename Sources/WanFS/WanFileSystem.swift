@@ -277,7 +277,8 @@ public final class WanFileSystem: Sendable {
         }
         let readahead = snapshot.phase == .complete ? nil : tracker(handle.ino, path: fetcher.content.path)
         if let readahead {
-            for ahead in readahead.access(offset: offset, length: end - offset, fileSize: fileSize, maxWindow: settings.maxReadahead) {
+            let window = fetcher.readaheadWindow(cap: settings.maxReadahead)
+            for ahead in readahead.access(offset: offset, length: end - offset, fileSize: fileSize, maxWindow: window) {
                 fetcher.prefetch(ahead, priority: .readahead)
             }
         }

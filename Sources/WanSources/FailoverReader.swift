@@ -22,6 +22,21 @@ public struct FailoverReader: Sendable {
         self.striping = striping
     }
 
+    /// Bytes per second one range request is measured to get now from the sources a read
+    /// would use: the healthy ones added up when reads are striped, else the first healthy
+    /// one in priority order. Nil while one of them is not measured yet.
+    public func measuredRate(striped: Bool) -> Double? {
+        let healthy = backends.filter { !health.isCoolingDown($0.displayName) }
+        let used = striped ? healthy : Array(healthy.prefix(1))
+        guard !used.isEmpty else { return nil }
+        var total = 0.0
+        for backend in used {
+            guard let rate = rates.rate(backend.displayName), rate.isFinite, rate > 0 else { return nil }
+            total += rate
+        }
+        return total
+    }
+
     /// The backends in the order a read is tried now, in priority order (for `stat`).
     public var order: [any StorageBackend] { order(forBytes: 0, striped: false) }
 

@@ -140,6 +140,23 @@ import WanCore
         #expect(sink.resumePosition == Self.file.size)
     }
 
+    /// What the readahead window is sized by: the rates of the sources a read would use.
+    @Test func theMeasuredRateAddsUpTheSourcesAReadWouldUse() throws {
+        let a = try ScriptedBackend("http://a.example/m"), b = try ScriptedBackend("http://b.example/m")
+        let rates = SourceRates(), health = SourceHealth()
+        let reader = FailoverReader(backends: [a, b], health: health, rates: rates, striping: true)
+        #expect(reader.measuredRate(striped: true) == nil)
+        SourceRatesTests.measure(rates, a.displayName, bytesPerSecond: 40e6)
+        #expect(reader.measuredRate(striped: true) == nil, "b is not measured yet")
+        let first = try #require(reader.measuredRate(striped: false), "not striped: the first source")
+        #expect(first > 5e6 && first <= 45e6, "\(first)")
+        SourceRatesTests.measure(rates, b.displayName, bytesPerSecond: 40e6)
+        let both = try #require(reader.measuredRate(striped: true))
+        #expect(both > first * 1.4, "striped: both sources' rates (\(both) vs \(first))")
+        health.recordFailure(b.displayName, error: SourceError(.network, source: b.displayName, message: "down"))
+        #expect(reader.measuredRate(striped: true) == rates.rate(a.displayName), "a source cooling down is not used")
+    }
+
     @Test func aWorkingSourceIsNotLeftForOneCoolingDown() throws {
         let slow = try ScriptedBackend("http://slow.example/m", delay: 1)
         let cooling = try ScriptedBackend("http://cooling.example/m")
