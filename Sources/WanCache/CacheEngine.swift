@@ -96,7 +96,9 @@ public final class CacheEngine: Sendable {
                                         stallGrace: self.settings.stallGrace)
         // Named after the fetch threads ("wan-fetch" -> "wan-hash"), so a test can single out one engine's threads.
         let name = self.settings.threadName
-        self.hashWorkers = HashWorkers(name: name.contains("fetch") ? name.replacingOccurrences(of: "fetch", with: "hash") : name + "-h")
+        let scheduler = self.scheduler
+        self.hashWorkers = HashWorkers(name: name.contains("fetch") ? name.replacingOccurrences(of: "fetch", with: "hash") : name + "-h",
+                                       busy: { scheduler.active > 0 })
     }
 
     deinit {

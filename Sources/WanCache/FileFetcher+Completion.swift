@@ -30,20 +30,35 @@ extension FileFetcher {
     // MARK: - Whole-file digest and commit
 
     /// Queues the digest's catch-up on the hash workers, unless one is queued already (it will
-    /// see the newest bytes). Lock held.
-    func requestHash(_ s: inout State) {
-        guard !s.hashQueued, s.phase == .partial || s.phase == .verifying else { return }
+    /// see the newest bytes). Lock held. `deferrable`: it may wait, and pause, while the engine
+    /// fetches (``HashWorkers``): only with chunk digests, where every byte served was verified
+    /// already and the whole-file digest only decides the commit.
+    func requestHash(_ s: inout State, deferrable: Bool = false) {
+        submitHash(&s, deferrable: deferrable, queued: .now)
+    }
+
+    /// ``requestHash(_:deferrable:)`` for a digest first asked for at `queued` (a paused one
+    /// keeps its place in the deferral).
+    private func submitHash(_ s: inout State, deferrable: Bool, queued: ContinuousClock.Instant) {
+        guard s.phase == .partial || s.phase == .verifying else { return }
+        let deferrable = deferrable && content.chunks != nil
+        // One queued already sees the newest bytes; a deferrable one does not stand for a
+        // digest wanted now.
+        if s.hashQueued && (!s.hashQueuedDeferrable || deferrable) { return }
         if s.hashing {
+            s.hashPendingDeferrable = s.hashPending ? s.hashPendingDeferrable && deferrable : deferrable
             s.hashPending = true
             return
         }
         s.hashQueued = true
-        hashWorkers.submit { [self] in runDigest() }
+        s.hashQueuedDeferrable = deferrable
+        hashWorkers.submit(deferrable: deferrable) { [self] in runDigest(deferredSince: deferrable ? queued : nil) }
     }
 
     /// Hashes what is present beyond the digest's edge; once every byte is in, commits the
-    /// file or quarantines it. One thread at a time.
-    private func runDigest() {
+    /// file or quarantines it. One thread at a time. A deferred digest (`deferredSince`) stops
+    /// when the engine fetches again, and is queued again to go on from there.
+    private func runDigest(deferredSince queued: ContinuousClock.Instant?) {
         let job = guarded.withLock { s -> (PartialFile, WholeFileDigest, Int64, Bool, Int)? in
             s.hashQueued = false
             guard !s.hashing, s.phase == .partial || s.phase == .verifying, let partial = s.partial, partial.isWritable else { return nil }
@@ -57,14 +72,19 @@ extension FileFetcher {
             return
         }
         do {
-            try digest.catchUp(from: partial.file.descriptor, to: upTo)
-            if complete, let hex = digest.finish() {
+            let pause = queued.map { queued in { @Sendable [hashWorkers] in hashWorkers.shouldPause(queuedAt: queued) } }
+            let reached = try digest.catchUp(from: partial.file.descriptor, to: upTo, pause: pause)
+            if complete, reached, let hex = digest.finish() {
                 finish(hex, partial: partial, generation: generation)
                 return
             }
             guarded.withLock(notify: true) { s in
                 s.hashing = false
-                if s.hashPending { requestHash(&s) }
+                if !reached, let queued {
+                    submitHash(&s, deferrable: true, queued: queued)
+                } else if s.hashPending {
+                    requestHash(&s, deferrable: s.hashPendingDeferrable)
+                }
             }
         } catch {
             guarded.withLock(notify: true) { s in

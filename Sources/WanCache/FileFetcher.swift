@@ -116,8 +116,11 @@ public final class FileFetcher: Sendable {
         var servedBy = Set<String>()
         var lastSource: String?
         var hashQueued = false
+        /// Whether the digest queued may wait while the engine fetches.
+        var hashQueuedDeferrable = false
         var hashing = false
         var hashPending = false
+        var hashPendingDeferrable = false
         /// A local failure (opening, syncing, committing) waiters that began before it report.
         var localFailure: (error: any Error, at: Date)?
         var fetchedBytes: Int64 = 0
@@ -460,8 +463,10 @@ public final class FileFetcher: Sendable {
                 s.ledger.jobSucceeded(blocks)
                 for block in blocks { s.tickets[block] = nil }
                 // In the same step: a waiter woken now must not find the fetch idle and let
-                // go of it before its digest is asked for.
-                requestHash(&s)
+                // go of it before its digest is asked for. Bytes fetched for readers: the
+                // digest may wait until the engine stops fetching (background fetches digest
+                // their bytes in passing, and someone waits for the commit).
+                requestHash(&s, deferrable: !hashInPassing)
                 return (s.ledger.inFlight.isEmpty, healed && s.ledger.coolingDown(now: Date()).isEmpty)
             }
             if healed { try? state?.setFileState(nil, sha256: content.sha256) }

@@ -72,13 +72,19 @@ final class WholeFileDigest: Sendable {
     /// Hashes the bytes of `file` from where the digest is up to `end`: bytes that are present
     /// (written, and recorded or verified). Reads 256 KiB at a time, so writers at the digest's
     /// edge wait at most one slice of 256 KiB.
-    func catchUp(from file: FileDescriptor, to end: Int64) throws {
+    /// With `pause`, asked every 16 MiB: true stops the catch-up where it is (returns false;
+    /// the next call goes on from there). True when it reached `end` (or the file's size).
+    @discardableResult
+    func catchUp(from file: FileDescriptor, to end: Int64, pause: (() -> Bool)? = nil) throws -> Bool {
         // 256 KiB: stays in the CPU cache between the read and the hash, and is no fresh mmap
         // (page faults, zeroing) per call as larger buffers are.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 4096)
         defer { buffer.deallocate() }
         let limit = min(end, size)
+        var slices = 0
         while true {
+            slices += 1
+            if let pause, slices % 64 == 0, pause() { return false }
             let more = try state.withLock { state throws -> Bool in
                 guard state.hashedUpTo < limit, state.finished == nil else { return false }
                 let want = Int(min(Int64(buffer.count), limit - state.hashedUpTo))
@@ -92,7 +98,7 @@ final class WholeFileDigest: Sendable {
                 state.readBack += Int64(n)
                 return true
             }
-            if !more { return }
+            if !more { return true }
         }
     }
 

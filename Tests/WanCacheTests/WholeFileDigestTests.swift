@@ -38,6 +38,22 @@ import WanTestSupport
         #expect(digest.accounting.readBack == 2 << 20)
     }
 
+    /// A deferred digest pauses when the engine fetches again (asked every 16 MiB) and goes
+    /// on from there: the result is the file's digest all the same.
+    @Test func aPausedCatchUpGoesOnWhereItStopped() throws {
+        let dir = try Scratch()
+        let big = Data((0..<(40 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) })
+        let fd = try file(dir, big)
+        defer { fd.close() }
+        let digest = WholeFileDigest(size: Int64(big.count))
+        var asked = 0
+        #expect(try !digest.catchUp(from: fd, to: Int64(big.count), pause: { asked += 1; return asked == 2 }))
+        #expect(digest.hashedUpTo > 0 && digest.hashedUpTo < Int64(big.count) && digest.finish() == nil)
+        #expect(try digest.catchUp(from: fd, to: Int64(big.count), pause: { false }))
+        #expect(digest.finish() == SHA256Hasher.hash(big).hex)
+        #expect(digest.accounting.readBack == Int64(big.count), "nothing hashed twice")
+    }
+
     @Test func aRewriteOfHashedBytesStartsOverAndTheResultIsStillRight() throws {
         let dir = try Scratch()
         var changed = data
