@@ -116,6 +116,9 @@ def make_wan_model(root, shards, shard_mib, seed=2025):
                    "attention_head_dim": 128, "ffn_dim": 8960, "text_dim": 4096, "freq_dim": 256,
                    "in_channels": 16, "out_channels": 16, "patch_size": [1, 2, 2]}, f, indent=2)
     groups = wan_tensors(blocks)
+    if shards > len(groups):
+        raise SystemExit(f"make_model: --shards {shards} is more than the {len(groups)} groups of tensors (blocks and the rest) "
+                         f"that fit in {shards} x {shard_mib} MiB")
     per_shard = -(-len(groups) // shards)
     weight_map = {}
     for s in range(shards):

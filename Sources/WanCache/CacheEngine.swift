@@ -98,7 +98,7 @@ public final class CacheEngine: Sendable {
         let name = self.settings.threadName
         let scheduler = self.scheduler
         self.hashWorkers = HashWorkers(name: name.contains("fetch") ? name.replacingOccurrences(of: "fetch", with: "hash") : name + "-h",
-                                       busy: { scheduler.active > 0 })
+                                       busy: { scheduler.isMoving })
     }
 
     deinit {

@@ -164,7 +164,8 @@ public final class FetchScheduler: @unchecked Sendable {
         return true
     }
 
-    /// Whether a job waits in any queue (condition held).
+    /// Whether the queues hold an entry (condition held): a job, or the old entry of one that
+    /// was promoted or has started, which a worker skips.
     private var queuedJobs: Bool { queues.indices.contains { heads[$0] < queues[$0].count } }
 
     /// Running jobs that received bytes within the grace period (condition held).
@@ -230,6 +231,14 @@ public final class FetchScheduler: @unchecked Sendable {
             counts[p] = queues[p.rawValue][heads[p.rawValue]...].filter { !$0.isStarted && $0.priority == p }.count
         }
         return counts
+    }
+
+    /// Whether a running job received bytes within the grace period (stuck ones, which use
+    /// no CPU, do not count).
+    public var isMoving: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return moving > 0
     }
 
     /// Jobs currently running.

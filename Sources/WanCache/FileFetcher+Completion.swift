@@ -52,7 +52,7 @@ extension FileFetcher {
         }
         s.hashQueued = true
         s.hashQueuedDeferrable = deferrable
-        hashWorkers.submit(deferrable: deferrable) { [self] in runDigest(deferredSince: deferrable ? queued : nil) }
+        hashWorkers.submit(deferrable: deferrable, queued: queued) { [self] in runDigest(deferredSince: deferrable ? queued : nil) }
     }
 
     /// Hashes what is present beyond the digest's edge; once every byte is in, commits the
@@ -61,6 +61,11 @@ extension FileFetcher {
     private func runDigest(deferredSince queued: ContinuousClock.Instant?) {
         let job = guarded.withLock { s -> (PartialFile, WholeFileDigest, Int64, Bool, Int)? in
             s.hashQueued = false
+            if s.hashing && queued == nil {
+                // A digest wanted now found a deferrable one running: it must not pause for good.
+                s.hashPending = true
+                s.hashPendingDeferrable = false
+            }
             guard !s.hashing, s.phase == .partial || s.phase == .verifying, let partial = s.partial, partial.isWritable else { return nil }
             s.hashing = true
             s.hashPending = false
@@ -81,7 +86,11 @@ extension FileFetcher {
             guarded.withLock(notify: true) { s in
                 s.hashing = false
                 if !reached, let queued {
-                    submitHash(&s, deferrable: true, queued: queued)
+                    // Paused: queued again, at once if a digest was asked for meanwhile that
+                    // cannot wait.
+                    let wanted = s.hashPending && !s.hashPendingDeferrable
+                    s.hashPending = false
+                    submitHash(&s, deferrable: !wanted, queued: queued)
                 } else if s.hashPending {
                     requestHash(&s, deferrable: s.hashPendingDeferrable)
                 }

@@ -534,8 +534,9 @@ public final class FileFetcher: Sendable {
     }
 
     /// The most a reader's readahead should have asked for ahead of it: what this file's
-    /// sources deliver in ``readaheadLead`` seconds at their measured rate, over as many
-    /// parallel range requests as the fetch has workers; at least ``minimumReadahead``, at
+    /// sources deliver in ``readaheadLead`` seconds at their measured rate per range request
+    /// (``FailoverReader/measuredRate(striped:)``), over as many parallel requests as the
+    /// fetch has workers; at least ``minimumReadahead``, at
     /// most `cap` (`prefetch=`). Before the sources are measured: `cap`. A slow source (a
     /// 2 MB/s mirror) then keeps 32 MiB ahead instead of hundreds, so a reader that stops
     /// early leaves little fetched for nothing; a fast one keeps the full window.

@@ -49,7 +49,7 @@ public final class HashWorkers: @unchecked Sendable {
     /// - Parameter busy: whether the engine is fetching. While it is, deferrable digests wait
     ///   (at most `maxDeferral`) and one that runs pauses: on a machine of few cores the second
     ///   pass over a model's bytes otherwise takes the CPU the load needs (a cold load of 2 GiB
-    ///   measured 4.4 s with the digests beside it, 3.6 s with them after it).
+    ///   measured 4.3-4.5 s with the digests beside it, 3.9-4.1 s with them deferred).
     public init(threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount / 2), name: String = "wan-hash",
                 busy: (@Sendable () -> Bool)? = nil, maxDeferral: Duration = .seconds(60)) {
         self.threads = max(1, threads)
@@ -67,7 +67,9 @@ public final class HashWorkers: @unchecked Sendable {
 
     /// Queues `job`; dropped once stopped (a digest that never ran is started again by the
     /// next process that fetches the file).
-    public func submit(deferrable: Bool = false, _ job: @escaping @Sendable () -> Void) {
+    /// `deferrable`: may wait while the engine fetches, counted from `queued` (a digest that
+    /// paused keeps the time it was first asked for).
+    public func submit(deferrable: Bool = false, queued: ContinuousClock.Instant = .now, _ job: @escaping @Sendable () -> Void) {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return }
@@ -75,7 +77,7 @@ public final class HashWorkers: @unchecked Sendable {
         let deferred = deferrable && busy != nil
         // Asked for by a fetch that just ended: the engine counts as fetching from now.
         if deferred { lastBusy = .now }
-        queue.append(Job(run: job, deferrable: deferred, queued: .now))
+        queue.append(Job(run: job, deferrable: deferred, queued: queued))
         condition.broadcast()
     }
 

@@ -84,7 +84,7 @@ final class WholeFileDigest: Sendable {
         var slices = 0
         while true {
             slices += 1
-            if let pause, slices % 64 == 0, pause() { return false }
+            if let pause, slices % 64 == 0, state.withLock({ $0.hashedUpTo < limit && $0.finished == nil }), pause() { return false }
             let more = try state.withLock { state throws -> Bool in
                 guard state.hashedUpTo < limit, state.finished == nil else { return false }
                 let want = Int(min(Int64(buffer.count), limit - state.hashedUpTo))

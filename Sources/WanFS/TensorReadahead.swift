@@ -73,7 +73,7 @@ struct TensorReadahead: Sendable {
     /// How far each tensor has been asked for (absolute offset): by reads inside it, or by a
     /// load's look-ahead.
     private var requested: [Int: Int64] = [:]
-    /// Per stride s (made when a run first takes it): for each tensor i, the bytes of i, i - s,
+    /// Per stride s (made when a run first looks ahead at it): for each tensor i, the bytes of i, i - s,
     /// i - 2s, ... in name order, so the bytes between two tensors of a strided run are one
     /// subtraction.
     private var strideSums: [Int: [Int64]] = [:]
@@ -144,7 +144,13 @@ struct TensorReadahead: Sendable {
         let size = layout.tensors[index].size
         let strides = 2...Self.maxStride
         let place = runs.firstIndex { index == $0.last + 1 || follows(index, $0.last) || ($0.stride > 1 && index == $0.last + $0.stride) }
-            ?? active.flatMap { strides.contains(index - runs[$0].last) ? $0 : nil }
+            ?? active.flatMap { place in
+                // A few tensors on from the run counted last begins a stride there, unless that
+                // run is a load already (another reader of the file starts a run of its own).
+                let run = runs[place]
+                let established = run.nameRun >= Self.runToFollow || run.fileRun >= Self.runToFollow
+                return strides.contains(index - run.last) && !established ? place : nil
+            }
         if let place {
             var run = runs[place]
             let step = index - run.last

@@ -23,8 +23,9 @@ public struct FailoverReader: Sendable {
     }
 
     /// Bytes per second one range request is measured to get now from the sources a read
-    /// would use: the healthy ones added up when reads are striped, else the first healthy
-    /// one in priority order. Nil while one of them is not measured yet.
+    /// would use: the mean of the healthy ones when reads are striped (the parallel requests
+    /// are spread over them), else the first healthy one's in priority order. Nil while one of
+    /// them is not measured yet.
     public func measuredRate(striped: Bool) -> Double? {
         let healthy = backends.filter { !health.isCoolingDown($0.displayName) }
         let used = striped ? healthy : Array(healthy.prefix(1))
@@ -34,7 +35,7 @@ public struct FailoverReader: Sendable {
             guard let rate = rates.rate(backend.displayName), rate.isFinite, rate > 0 else { return nil }
             total += rate
         }
-        return total
+        return total / Double(used.count)
     }
 
     /// The backends in the order a read is tried now, in priority order (for `stat`).

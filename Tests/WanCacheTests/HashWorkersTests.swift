@@ -41,11 +41,8 @@ import Testing
         #expect(workers.shouldPause(queuedAt: .now), "a running deferrable digest pauses while the engine fetches")
         #expect(!workers.shouldPause(queuedAt: .now - .seconds(31)), "not once it has waited the longest deferral")
         fetching.store(false, ordering: .relaxed)
-        let started = ContinuousClock.now
         #expect(workers.waitUntilIdle(timeout: 10))
-        let waited = ContinuousClock.now - started
-        #expect(ran.withLock { $0 } == ["wanted", "deferred"])
-        #expect(waited >= HashWorkers.quietPeriod - .milliseconds(60), "it ran only after the quiet period: \(waited)")
+        #expect(ran.withLock { $0 } == ["wanted", "deferred"], "it runs once the engine is quiet")
         #expect(!workers.shouldPause(queuedAt: .now), "the engine is quiet")
 
         // Fetching for good: the deferral ends.
