@@ -78,6 +78,12 @@ print(f"loaded {tensors} tensors through the mount: identical to the original")
 EOF
 echo "origin bytes served after the full load: $(served) (model size: $(find "$source_dir" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'))" >&2
 
+# The whole-file sha256 of what the load fetched runs once the mount stops fetching (every byte
+# served was verified by its chunk already): the model turns COMPLETE a moment after the load.
+for _ in $(seq 75); do
+    [[ $(python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], "user.wan.state").decode())' "$model") == COMPLETE ]] && break
+    sleep 0.2
+done
 echo "== wan models status --mount $work/mnt --verbose" >&2
 "$wan" models status --mount "$work/mnt" --verbose
 echo "== extended attributes of a shard" >&2
