@@ -5,13 +5,16 @@ import WanSystem
 
 /// Connections opened before the first read.
 extension CacheEngine {
-    /// Opens a connection to each remote host the manifest's sources name (http(s) mirrors,
-    /// the S3 endpoint, the Hub), ahead of the first read: a HEAD of the host's root on a
-    /// thread of its own, without credentials. The pooled connection stays open for the next
-    /// request to that host, so a first read skips the TCP and TLS handshakes. Best effort: a
-    /// host that does not answer is the first read's to report. Returns the hosts it asks.
+    /// Opens connections to each remote host the manifest's sources name (http(s) mirrors,
+    /// the S3 endpoint, the Hub), ahead of the first read: `perHost` HEAD requests of the
+    /// host's root at once (default: the parallel requests one file may make of a source,
+    /// at most 8), on a thread of its own, without credentials. The pooled connections stay
+    /// open for the next requests to that host, so the first reads of a load (the reader's,
+    /// and the hydration that starts beside it) skip the TCP and TLS handshakes. Best effort:
+    /// a host that does not answer is the first read's to report. Returns the hosts it asks;
+    /// `done` is called with the connections it opened once it has.
     @discardableResult
-    public func warmConnections() -> [String] {
+    public func warmConnections(perHost: Int? = nil, done: (@Sendable (Int) -> Void)? = nil) -> [String] {
         var hosts = Set<String>()
         for model in registry.manifest.models {
             for source in model.sources {
@@ -27,14 +30,15 @@ extension CacheEngine {
         }
         guard !hosts.isEmpty else { return [] }
         let (cancel, engine, timeout) = (transfers, sources.client.engine, min(config.requestTimeout, 10))
+        let connections = perHost ?? min(config.maxConnectionsPerSource, 8)
         let targets = hosts.sorted()
         let thread = Thread {
             ThreadName.set("wan-warm")
+            var opened = 0
             for url in targets where !cancel.isCancelled {
-                var request = HTTPRequest(.head, url: url)
-                (request.connectTimeout, request.stallTimeout, request.totalTimeout) = (timeout, timeout, timeout)
-                _ = try? engine.perform(request, cancel: cancel)
+                opened += engine.warm(url, connections: connections, timeout: timeout, cancel: cancel)
             }
+            done?(opened)
         }
         thread.start()
         return targets

@@ -48,6 +48,16 @@ public struct HTTPResponse: Sendable {
     public let bytesReceived: Int64
     /// The URL that answered, without query string.
     public let url: String
+    /// Connections the request had to open (0: it went over one already open).
+    public var newConnections = 0
+
+    public init(status: Int, headers: [String: String], body: [UInt8], bytesReceived: Int64, url: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.bytesReceived = bytesReceived
+        self.url = url
+    }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 
@@ -123,7 +133,35 @@ public final class HTTPEngine: Sendable {
         idle.withLock { handles in
             if handles.count < maxIdle { handles.append(handle) }
         }
-        return try transfer.finish(curlCode: result.code, curlMessage: result.message)
+        var response = try transfer.finish(curlCode: result.code, curlMessage: result.message)
+        response.newConnections = result.newConnections
+        return response
+    }
+
+    /// Opens up to `connections` connections to the host of `url` ahead of the reads that
+    /// will use them: as many HEAD requests of `url` at once, each on a handle of its own,
+    /// which then wait in the pool with their connection open. Blocks until they are done;
+    /// best effort (a host that does not answer is the reads' to report). Returns the
+    /// connections it opened.
+    @discardableResult
+    public func warm(_ url: String, connections: Int, timeout: Double, cancel: CancellationToken = .none) -> Int {
+        let count = max(1, min(connections, maxIdle))
+        let opened = Atomic<Int>(0)
+        let group = DispatchGroup()
+        for _ in 0..<count {
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                var request = HTTPRequest(.head, url: url)
+                (request.connectTimeout, request.stallTimeout, request.totalTimeout) = (timeout, timeout, timeout)
+                if let response = try? self.perform(request, cancel: cancel) {
+                    opened.add(response.newConnections, ordering: .relaxed)
+                }
+            }
+            thread.start()
+        }
+        group.wait()
+        return opened.load(ordering: .relaxed)
     }
 }
 
@@ -166,7 +204,7 @@ final class CurlHandle: @unchecked Sendable {
         errorBuffer.deallocate()
     }
 
-    func perform(_ request: HTTPRequest, transfer: Transfer, caBundle: String?) -> (code: CURLcode, message: String) {
+    func perform(_ request: HTTPRequest, transfer: Transfer, caBundle: String?) -> (code: CURLcode, message: String, newConnections: Int) {
         curl_easy_reset(raw)   // clears options, keeps live connections and caches
         errorBuffer[0] = 0
         var headerList: UnsafeMutablePointer<curl_slist>?
@@ -208,8 +246,10 @@ final class CurlHandle: @unchecked Sendable {
         var status = 0
         _ = wan_curl_getinfo_long(raw, CURLINFO_RESPONSE_CODE, &status)
         transfer.curlStatus = status
+        var connects = 0
+        _ = wan_curl_getinfo_long(raw, CURLINFO_NUM_CONNECTS, &connects)
         let detail = String(cString: errorBuffer)
-        return (code, detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+        return (code, detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail, connects)
     }
 }
 
