@@ -107,14 +107,15 @@ extension Mounter {
     /// once the kernel answers for the mountpoint with our root; a connection taken over or
     /// recovered once its replayed INIT is answered (then the previous daemon is told, or the
     /// kernel is asked to send again what the dead one never answered).
-    func awaitServing(_ session: FuseSession) -> String? {
+    func awaitServing(_ session: FuseSession, _ fs: WanFileSystem) -> String? {
         let deadline = Date().addingTimeInterval(20)
         if takeover == nil && recovery == nil {
             // (Nothing may touch the mountpoint before the session loop runs: the kernel holds
             // every call until FUSE INIT is answered.)
             while Date() < deadline {
                 if let root = try? FileSystem.info(options.mountpoint), root.inode == 1 {
-                    Mounter.raiseKernelReadahead(root, kilobytes: options.maxRead / 1024)
+                    let kilobytes = Mounter.kernelReadahead(maxRead: options.maxRead, faultsOnly: fs.opensPartialFilesDirect && fs.servesFromBlobs)
+                    Mounter.raiseKernelReadahead(root, kilobytes: kilobytes)
                     logger.info("mounted \(options.modelsRoot) at \(options.mountpoint) (\(registry.listModels().count) models, verify=\(options.verify.rawValue))")
                     return nil
                 }

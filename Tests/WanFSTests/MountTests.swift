@@ -19,14 +19,14 @@ import WanTestSupport
     }
 
     /// A safetensors model made by scripts/make_model.py in nginx's root, with its manifest, mounted.
-    static func safetensorsModel(_ label: String, shards: Int, shardMiB: Int, chunkMiB: Int = 4, tensorMiB: Int = 4, options: String = "")
+    static func safetensorsModel(_ label: String, shards: Int, shardMiB: Int, chunkMiB: Int = 4, tensorMiB: Int = 4, layout: String = "uniform", options: String = "")
         throws -> (MountFixture, source: String, prefix: String) {
         let prefix = TestServers.uniqueName(label)
         let source = try TestServers.value("WAN_TEST_HTTP_ROOT") + "/" + prefix
         let manifest = NSTemporaryDirectory() + prefix + ".toml"
         defer { try? FileManager.default.removeItem(atPath: manifest) }
         let made = try Shell.run("/usr/bin/env", ["python3", TestServers.repositoryRoot + "/scripts/make_model.py", source, "--shards", "\(shards)",
-                                                      "--shard-mib", "\(shardMiB)", "--chunk-mib", "\(chunkMiB)", "--tensor-mib", "\(tensorMiB)", "--manifest", manifest,
+                                                      "--shard-mib", "\(shardMiB)", "--chunk-mib", "\(chunkMiB)", "--tensor-mib", "\(tensorMiB)", "--layout", layout, "--manifest", manifest,
                                                       "--model-id", "\(label)@1.0", "--source", try TestServers.value("WAN_TEST_HTTP") + "/" + prefix])
         guard made.status == 0 else { throw TestEnvironmentError("make_model.py failed: \(made.output)") }
         let fixture = try MountFixture(manifest: try String(contentsOfFile: manifest, encoding: .utf8))
