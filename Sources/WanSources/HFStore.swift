@@ -37,6 +37,8 @@ public struct HFStore: StorageBackend {
         self.client = client
     }
 
+    public var connectionURL: String? { endpoint }
+
     private var authHeaders: [(name: String, value: String)] { token.map { [("Authorization", "Bearer \($0)")] } ?? [] }
 
     func resolveURL(_ path: String) -> String {

@@ -25,6 +25,8 @@ public struct HttpStore: StorageBackend {
 
     func url(_ path: String) -> String { base + "/" + PercentEncoding.encodePath(path) }
 
+    public var connectionURL: String? { base }
+
     public func stat(_ path: String, cancel: CancellationToken) throws(SourceError) -> RemoteFile {
         let source = displayName
         let response = try client.send(HTTPRequest(.head, url: url(path), headers: headers), cancel: cancel) {

@@ -76,6 +76,10 @@ public struct S3Store: StorageBackend {
             : HTTPClient.authority(of: endpoint).replacingOccurrences(of: "://", with: "://\(bucket).")
     }
 
+    /// The host reads go to: with virtual-host addressing the bucket's own name
+    /// (`bucket.s3.region.amazonaws.com`), not the endpoint's.
+    public var connectionURL: String? { origin + "/" }
+
     /// The object key of a manifest path.
     func key(_ path: String) -> String { prefix.isEmpty ? path : prefix + "/" + path }
 

@@ -85,9 +85,16 @@ public protocol StorageBackend: Sendable {
 
     /// Files under `prefix` (relative to the base), for sources that can list.
     func list(prefix: String, cancel: CancellationToken) throws(SourceError) -> [RemoteFile]
+
+    /// A URL on the host this source's reads go to (a connection opened to it ahead of the
+    /// first read serves them); nil for sources read without a network.
+    var connectionURL: String? { get }
 }
 
 extension StorageBackend {
+    /// No network by default.
+    public var connectionURL: String? { nil }
+
     /// Seed 000's `can_handle`.
     public static func canHandle(_ url: SourceURL) -> Bool { SourceURL.schemes.contains(url.scheme) }
 
