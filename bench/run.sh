@@ -11,7 +11,7 @@
 #
 # mount   a 2 GiB two-shard safetensors model (scripts/make_model.py: the tensors of
 #         Wan2.1-T2V-1.3B's transformer, 2 MiB chunk digests) from nginx through a cold
-#         mount.wanfs: sequential cat and dd bs=16M vs curl -o /dev/null (and, for context, vs
+#         mount.wanfs: sequential cat, dd bs=16M and Python read(1 MiB) vs curl -o /dev/null (and, for context, vs
 #         curl -o FILE); first byte (open + read of 1 byte timed inside a Python process) vs
 #         curl -r 0-0's own time_total; a full safe_open + get_tensor load, and a half load (every
 #         other tensor in key order), vs curl to disk then the same load; bytes the origin
@@ -186,6 +186,16 @@ fd = os.open(sys.argv[1], os.O_RDONLY)
 os.read(fd, 1)
 print(time.perf_counter() - t)
 os.close(fd)'
+# A sequential read as a Python program reads: read(1 MiB) until the end of each file (unbuffered,
+# so each is one read call of 1 MiB); prints the seconds, timed inside the process.
+read_py='
+import sys, time
+t = time.perf_counter()
+for path in sys.argv[1:]:
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
+print(time.perf_counter() - t)'
 # cold_pair: one run of the cold sequential read and of the full load, mount vs curl; appends
 # seconds to curl_seq, mnt_seq, curl_file (the download to disk of the load's baseline),
 # base_load, mnt_load, the daemon's peak RSS (KiB) to rss and the bytes nginx served for the
@@ -203,6 +213,9 @@ cold_pair() {
     mountit; t0=$(now)
     for r in "${rels[@]}"; do dd if="$dir/mnt/$id/$r" of=/dev/null bs=16M status=none; done
     mnt_dd+=("$(since "$t0")")
+    # And with the read size of a Python program's read(1 MiB).
+    mountit
+    mnt_py+=("$(python3 -c "$read_py" "${shards[@]/#"$model/files"/"$dir/mnt/$id"}")")
     rm -rf "$dir/local"; mkdir -p "$dir/local"; t0=$(now)
     local locals=()
     for r in "${rels[@]}"; do curl -s -o "$dir/local/${r##*/}" "$WAN_TEST_HTTP/bench/$name/files/$r"; locals+=("$dir/local/${r##*/}"); done
@@ -234,6 +247,8 @@ cold_rows() {
     rows+=("| mount$1, same cold read, vs a download to disk | $(mbps $bytes "$b") MB/s | curl -o FILE: $(mbps $bytes "$a") MB/s | **$(ratio "$a" "$b")×** | (context) |")
     a=$(median "${curl_seq[@]}"); b=$(median "${mnt_dd[@]}")
     rows+=("| mount$1, cold sequential read of 2 GiB (dd bs=16M) | $(mbps $bytes "$b") MB/s | curl -o /dev/null: $(mbps $bytes "$a") MB/s | **$(ratio "$a" "$b")×** | $2 |")
+    b=$(median "${mnt_py[@]}")
+    rows+=("| mount$1, cold sequential read of 2 GiB (Python read(1 MiB), timed in process) | $(mbps $bytes "$b") MB/s | curl -o /dev/null: $(mbps $bytes "$a") MB/s | **$(ratio "$a" "$b")×** | $2 |")
     a=$(median "${base_load[@]}"); b=$(median "${mnt_load[@]}")
     rows+=("| mount$1, full safetensors load (safe_open + get_tensor of all), cold | $(awk -v s="$b" 'BEGIN {printf "%.2f s", s}') | curl to disk, then load: $(awk -v s="$a" 'BEGIN {printf "%.2f s", s}') | **$(ratio "$b" "$a")×** (time) | $3 |")
     b=$(median "${fetched[@]}")
@@ -247,7 +262,7 @@ cold_rows() {
 bench_mount() {
     local model dir id bytes shards rels name
     model_setup
-    local curl_seq=() mnt_seq=() mnt_dd=() curl_file=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
+    local curl_seq=() mnt_seq=() mnt_dd=() mnt_py=() curl_file=() curl_ttfb=() mnt_ttfb=() base_load=() mnt_load=() fetched=() warm=() cat_cold=() rewarm=() cat_warm=() rss=()
     local base_half=() mnt_half=() fetched_half=()
     for _ in $(seq "$runs"); do
         # Time to first byte of a cold file, each timed inside its own process: curl's own
@@ -405,7 +420,7 @@ bench_shaped() {
     tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$port" 0xffff flowid 1:20
     local model dir id bytes shards rels name
     model_setup
-    local curl_seq=() mnt_seq=() mnt_dd=() curl_file=() base_load=() mnt_load=() fetched=() rss=() base_half=() mnt_half=() fetched_half=()
+    local curl_seq=() mnt_seq=() mnt_dd=() mnt_py=() curl_file=() base_load=() mnt_load=() fetched=() rss=() base_half=() mnt_half=() fetched_half=()
     for _ in $(seq "$runs"); do cold_pair; done
     umount "$dir/mnt" 2>/dev/null || true
     tc qdisc del dev lo root

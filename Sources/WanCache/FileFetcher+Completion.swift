@@ -139,6 +139,17 @@ extension FileFetcher {
     /// no source is left the file is CORRUPT, and every wait fails with CHECKSUM_FAIL until
     /// the cool-down is over.
     private func quarantine(actual: String, partial: PartialFile, generation: Int) {
+        let now = Date()
+        let coolDown = settings.corruptCoolDown
+        // The culprits are excluded before the bad bytes move: a thread that finds the partial
+        // file gone starts the next generation at once, and its jobs must not ask them again.
+        // (Excluded after the rename, a loaded machine let a job of the next generation fetch
+        // from the bad source in between, and the file was quarantined twice.)
+        let (culprits, fetchedHere, fetched) = guarded.withLock { s in
+            let culprits = content.chunks == nil ? s.servedBy : []
+            for culprit in culprits { s.excluded[culprit] = now.addingTimeInterval(coolDown) }
+            return (culprits, s.ledger.fetchedHere, s.fetchedBytes)
+        }
         // The bad bytes and their map go aside; if that fails, waiters are told (the next owner
         // digests what is left there again before anything is committed).
         var moveFailure: (any Error)?
@@ -152,11 +163,6 @@ extension FileFetcher {
             moveFailure = error
         }
         partial.closeMap()
-        let (culprits, fetchedHere, fetched) = guarded.withLock { s in
-            (content.chunks == nil ? s.servedBy : [], s.ledger.fetchedHere, s.fetchedBytes)
-        }
-        let now = Date()
-        let coolDown = settings.corruptCoolDown
         // With chunk digests every chunk a source sent matched its digest, so no source is to
         // blame. If this process checked every chunk itself, the chunks and the sha256 of the
         // manifest entry disagree: fetching again cannot help.
@@ -176,10 +182,6 @@ extension FileFetcher {
                                          outcome: "corrupt", error: mismatch.description))
         guarded.withLock(notify: true) { s in
             s.hashing = false
-            // The culprits served bad bytes of this content whatever happened since: a thread
-            // that found the partial file moved (by the rename above) may have started the next
-            // generation already, and it must not ask them again.
-            for culprit in culprits { s.excluded[culprit] = now.addingTimeInterval(coolDown) }
             guard s.generation == generation else { return }
             if let moveFailure { s.localFailure = (moveFailure, now) }
             resetGeneration(&s)
