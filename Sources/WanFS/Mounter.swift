@@ -235,7 +235,8 @@ public final class Mounter: Sendable {
     /// unless the mount's backing device info says more, and an mmap page fault reads half of
     /// it on each side of the faulting page (our own readahead does the rest).
     /// - With files still being fetched opened for direct I/O and complete ones read from their
-    ///   blobs (`faultsOnly`), only the page faults of files still being fetched use it: 256 KiB.
+    ///   blobs (`faultsOnly`), mostly the page faults of files still being fetched use it (and
+    ///   complete files whose passthrough open the kernel refused): 256 KiB.
     ///   A fault at a small tensor that a partial load reads (a bias) then reads 128 KiB into
     ///   the large one after it that the load skips, almost always inside the chunk the small
     ///   one is in. With max_read (992 KiB) it read into the next chunk, and a half load of

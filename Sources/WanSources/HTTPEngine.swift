@@ -49,7 +49,7 @@ public struct HTTPResponse: Sendable {
     /// The URL that answered, without query string.
     public let url: String
     /// Connections the request had to open (0: it went over one already open).
-    public var newConnections = 0
+    public internal(set) var newConnections = 0
 
     public init(status: Int, headers: [String: String], body: [UInt8], bytesReceived: Int64, url: String) {
         self.status = status
@@ -128,37 +128,53 @@ public final class HTTPEngine: Sendable {
             throw SourceError(.invalidRange, source: redacted(request.url), message: "empty range \(range.lowerBound)..<\(range.upperBound): nothing to fetch")
         }
         let handle = idle.withLock { $0.popLast() } ?? CurlHandle()
+        defer { giveBack([handle]) }
+        return try perform(request, on: handle, into: sink, cancel: cancel)
+    }
+
+    /// Runs one request on `handle` (which the caller holds, and gives back).
+    private func perform(_ request: HTTPRequest, on handle: CurlHandle, into sink: (any ByteSink)?,
+                         cancel: CancellationToken) throws(SourceError) -> HTTPResponse {
         let transfer = Transfer(request: request, sink: sink, cancel: cancel)
         let result = handle.perform(request, transfer: transfer, caBundle: caBundle)
-        idle.withLock { handles in
-            if handles.count < maxIdle { handles.append(handle) }
-        }
         var response = try transfer.finish(curlCode: result.code, curlMessage: result.message)
         response.newConnections = result.newConnections
         return response
     }
 
+    /// Puts handles back in the pool, as many as it keeps.
+    private func giveBack(_ handles: [CurlHandle]) {
+        idle.withLock { idle in
+            for handle in handles where idle.count < maxIdle { idle.append(handle) }
+        }
+    }
+
     /// Opens up to `connections` connections to the host of `url` ahead of the reads that
-    /// will use them: as many HEAD requests of `url` at once, each on a handle of its own,
-    /// which then wait in the pool with their connection open. Blocks until they are done;
-    /// best effort (a host that does not answer is the reads' to report). Returns the
-    /// connections it opened.
+    /// will use them: as many HEAD requests of `url` at once (no headers, so no credentials),
+    /// each on a handle of its own taken from the pool up front (a HEAD that ends early must
+    /// not hand its handle to the next), which then go back to the pool with their connection
+    /// open. Blocks until they are done; best effort (a host that does not answer is the
+    /// reads' to report). Returns the connections it opened.
+    ///
+    /// A handle keeps at most 5 idle connections (libcurl's default): warming more than 5
+    /// hosts lets the first ones' connections go.
     @discardableResult
     public func warm(_ url: String, connections: Int, timeout: Double, cancel: CancellationToken = .none) -> Int {
         let count = max(1, min(connections, maxIdle))
+        let handles = idle.withLock { idle in (0..<count).map { _ in idle.popLast() } }.map { $0 ?? CurlHandle() }
+        defer { giveBack(handles) }
         let opened = Atomic<Int>(0)
         let group = DispatchGroup()
-        for _ in 0..<count {
+        for handle in handles {
             group.enter()
-            let thread = Thread {
+            Thread {
                 defer { group.leave() }
                 var request = HTTPRequest(.head, url: url)
                 (request.connectTimeout, request.stallTimeout, request.totalTimeout) = (timeout, timeout, timeout)
-                if let response = try? self.perform(request, cancel: cancel) {
+                if let response = try? self.perform(request, on: handle, into: nil, cancel: cancel) {
                     opened.add(response.newConnections, ordering: .relaxed)
                 }
-            }
-            thread.start()
+            }.start()
         }
         group.wait()
         return opened.load(ordering: .relaxed)

@@ -86,8 +86,9 @@ public protocol StorageBackend: Sendable {
     /// Files under `prefix` (relative to the base), for sources that can list.
     func list(prefix: String, cancel: CancellationToken) throws(SourceError) -> [RemoteFile]
 
-    /// A URL on the host this source's reads go to (a connection opened to it ahead of the
-    /// first read serves them); nil for sources read without a network.
+    /// A URL on the host this source's reads go to first (a connection opened to it ahead of
+    /// the first read serves them); nil for sources read without a network. Callers reduce it
+    /// to `scheme://authority/` and never use one that carries credentials.
     var connectionURL: String? { get }
 }
 

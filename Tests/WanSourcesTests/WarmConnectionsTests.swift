@@ -57,8 +57,9 @@ import WanTestSupport
         #expect(engine.warm(root, connections: 4, timeout: 10) == 0)
     }
 
-    @Test func aHostThatDoesNotAnswerIsNoErrorAndOpensNothing() {
-        // Port 9 (discard) on loopback: nothing listens in the test environment.
+    @Test func aHostThatRefusesIsNoErrorAndOpensNothing() {
+        // Port 9 (discard) on loopback: nothing listens in the test environment, so each
+        // connection is refused at once (the timeout itself is libcurl's, not tested here).
         let started = ContinuousClock.now
         #expect(HTTPEngine().warm("http://127.0.0.1:9/", connections: 3, timeout: 2) == 0)
         #expect(ContinuousClock.now - started < .seconds(10))
